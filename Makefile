@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` (main job on the embedded default) and `make test`.
+# Each creates or updates its own virtual environment (.venv) on a machine that has only Python.
+#
+# torch is installed pinned and first, so that pip never resolves an unpinned torch (a multi-GB CUDA
+# build on Linux). GPU users pick their CUDA build, e.g.:
+#   make test TORCH="torch==2.13.0" PIP_TORCH_ARGS="--index-url <your PyTorch CUDA wheel index>"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+DEMO_DIR ?= demo-run
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test env clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(PIP_TORCH_ARGS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/downscale demo --workdir $(DEMO_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
