@@ -130,7 +130,7 @@ def open_member(catalog: Catalog, name: str, check: bool = True) -> MemberData:
         derived = derivable
         log.info("member %s: coarse-grained %s from the fine store", name, ", ".join(derivable))
 
-    coarse = xr.merge(parts, compat="override", join="exact", combine_attrs="drop")[list(catalog.predictors)]
+    coarse = xr.merge(parts, compat="override", join="exact", combine_attrs="drop_conflicts")[list(catalog.predictors)]
     return MemberData(name, fine, coarse, tuple(derived), tuple(read), clipped)
 
 
