@@ -1,6 +1,7 @@
 """The ``downscale`` command line. Every subcommand has ``--help``; bad input exits non-zero.
 
     downscale synthetic --preset demo --root data/    write synthetic FV3GFS stores and a catalog
+    downscale card --preset demo --root data/ --figure-dir docs/figures   dataset card numbers and figures
     downscale validate --catalog data/catalog.yaml    open, standardize and check every member
     downscale demo --workdir demo-run                  the main job on the embedded default
 """
@@ -28,6 +29,23 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 
     path = write_synthetic_catalog(args.root, args.preset, overwrite=args.overwrite)
     print(f"catalog: {path}")
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    import json
+
+    from data_catalog.synthetic.card import measure_card, render
+
+    data, config, stats = measure_card(args.preset, args.root)
+    print(render(stats))
+    if args.json:
+        args.json.write_text(json.dumps(stats, indent=2))
+    if args.figure_dir:
+        from downscale.plots.dataset_card import card_figures
+
+        for path in card_figures(data, config, args.figure_dir):
+            print(f"figure: {path}")
     return 0
 
 
@@ -63,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path, help="directory to write the stores and catalog.yaml into")
     p.add_argument("--preset", default="demo", help="synthetic data preset: tests, demo or full (default demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing complete dataset")
+
+    p = _add(sub, "card", "measure the dataset card of a synthetic preset (generated if missing)", _cmd_card)
+    p.add_argument("--root", required=True, type=Path, help="dataset root (generated there if missing)")
+    p.add_argument("--preset", default="demo", help="synthetic preset: tests, demo or full (default demo)")
+    p.add_argument("--json", type=Path, help="also write the statistics as JSON here")
+    p.add_argument("--figure-dir", type=Path, help="write the card's figures (PNG) here")
 
     p = _add(sub, "validate", "open every store of a catalog, standardize, check, and print a summary", _cmd_validate)
     p.add_argument("--catalog", required=True, type=Path, help="catalog YAML (native or intake-v1 form)")
