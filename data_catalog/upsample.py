@@ -1,0 +1,105 @@
+"""Upsampling of coarse cube-sphere fields to the fine grid, on tensors, without seams at tile edges.
+
+:func:`upsample_coarse` maps ``(..., 6, n, n)`` to ``(..., 6, n·f, n·f)`` (torch, any device, differentiable):
+
+* ``nearest``: every fine cell takes the value of the coarse cell that contains it.
+* ``bilinear``: cube-aware bilinear interpolation. The coarse field is first padded with a 1-cell halo
+  from the neighbouring tiles (:func:`data_catalog.halo.halo_pad`); in the tile's index space coarse
+  centre ``J`` sits at ``J`` and fine centre ``j`` at
+
+      u_j = (j + ½) / f − ½,
+
+  so ``u ∈ [−½ + 1/(2f), n − ½ − 1/(2f)]`` lies between padded centres and bilinear weights are taken
+  from the halo cells at tile edges — never from zero padding or a clamped border. On the padded grid
+  this is exactly ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``
+  followed by a crop of ``f`` fine cells on every side.
+
+``mass_correct=True`` then makes each coarse block's (optionally area-weighted) mean of the result equal
+the coarse value: ``multiplicative`` (``y ← y · x / ⟨y⟩``, for positive fields such as precipitation;
+a block whose mean is 0 takes the coarse value) or ``additive`` (``y ← y + x − ⟨y⟩``, for signed fields).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from data_catalog.halo import halo_pad
+from data_catalog.schema import N_TILES
+
+Mode = Literal["nearest", "bilinear"]
+Correction = Literal["multiplicative", "additive"]
+
+
+def _check(x: torch.Tensor, factor: int) -> int:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"upsample_coarse takes a torch tensor, got {type(x).__name__}")
+    if x.ndim < 3 or x.shape[-3] != N_TILES or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"upsample_coarse needs (..., {N_TILES}, n, n) with tile, y, x last, got {tuple(x.shape)}")
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"upsampling factor must be a positive integer, got {factor!r}")
+    return int(x.shape[-1])
+
+
+def block_mean(y: torch.Tensor, factor: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over ``factor × factor`` blocks of ``(..., 6, N, N)`` → ``(..., 6, N/f, N/f)``; weighted by
+    ``weight (6, N, N)`` (e.g. fine cell area) when given."""
+    *lead, t, ny, nx = y.shape
+    f = factor
+    if weight is None:
+        return y.reshape(*lead, t, ny // f, f, nx // f, f).mean(dim=(-3, -1))
+    w = weight.to(y.dtype)
+    num = (y * w).reshape(*lead, t, ny // f, f, nx // f, f).sum(dim=(-3, -1))
+    den = w.reshape(t, ny // f, f, nx // f, f).sum(dim=(-3, -1))
+    return num / den
+
+
+def _repeat(x: torch.Tensor, factor: int) -> torch.Tensor:
+    return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def upsample_coarse(
+    x: torch.Tensor,
+    factor: int,
+    mode: Mode = "bilinear",
+    mass_correct: bool = False,
+    correction: Correction = "multiplicative",
+    fine_area: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Upsample coarse tiles ``x (..., 6, n, n)`` by ``factor`` to ``(..., 6, n·factor, n·factor)``.
+
+    Args:
+        x: coarse field, tile, y, x last (any leading dims, e.g. batch, time, channel).
+        factor: the fine/coarse resolution ratio (from the catalog, never from shapes).
+        mode: ``nearest`` or cube-aware ``bilinear`` (module docstring).
+        mass_correct: rescale each coarse block so its mean equals the coarse value.
+        correction: ``multiplicative`` (positive fields, e.g. precipitation) or ``additive``.
+        fine_area: fine cell areas ``(6, n·f, n·f)``; if given, block means are area-weighted.
+
+    Example::
+
+        >>> up = upsample_coarse(torch.rand(2, 5, 6, 48, 48), 8, "bilinear")   # (2, 5, 6, 384, 384)
+    """
+    n = _check(x, factor)
+    f = factor
+    if mode == "nearest":
+        y = _repeat(x, f)
+    elif mode == "bilinear":
+        lead = x.shape[:-3]
+        padded = halo_pad(x, 1).reshape(-1, 1, n + 2, n + 2)
+        y = F.interpolate(padded, scale_factor=f, mode="bilinear", align_corners=False)
+        y = y[..., f:-f, f:-f].reshape(*lead, N_TILES, n * f, n * f)
+    else:
+        raise ValueError(f"unknown upsampling mode {mode!r}: use 'nearest' or 'bilinear'")
+    if not mass_correct:
+        return y
+    mean = block_mean(y, f, fine_area)
+    if correction == "multiplicative":
+        ratio = torch.where(mean != 0, x / torch.where(mean != 0, mean, torch.ones_like(mean)), torch.ones_like(x))
+        fill = mean == 0
+        return torch.where(_repeat(fill, f), _repeat(x, f), y * _repeat(ratio, f))
+    if correction == "additive":
+        return y + _repeat(x - mean, f)
+    raise ValueError(f"unknown mass correction {correction!r}: use 'multiplicative' or 'additive'")

@@ -1,0 +1,1 @@
+"""Training: the Lightning DataModule over a prepared dataset, the Lightning modules, checkpoints."""
