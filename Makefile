@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/downscale demo --workdir $(DEMO_DIR)
+	$(BIN)/python -m flows.pipeline --demo --workdir $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,7 @@
     downscale synthetic --preset demo --root data/    write synthetic FV3GFS stores and a catalog
     downscale card --preset demo --root data/ --figure-dir docs/figures   dataset card numbers and figures
     downscale validate --catalog data/catalog.yaml    open, standardize and check every member
-    downscale demo --workdir demo-run                  the main job on the embedded default
+    downscale run --demo --workdir demo-run            the pipeline's stages without Prefect
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data_catalog.catalog import CatalogError
-from data_catalog.errors import DataError
-
 log = logging.getLogger("downscale")
 
 #: Errors that are the user's input, not our bug: printed as one clear line, exit code 2.
-USER_ERRORS: tuple[type[Exception], ...] = (DataError, CatalogError, FileExistsError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileExistsError, FileNotFoundError)
 EXIT_BAD_INPUT = 2
 
 
 def _cmd_synthetic(args: argparse.Namespace) -> int:
-    from downscale.demo import write_synthetic_catalog
+    import yaml
 
-    path = write_synthetic_catalog(args.root, args.preset, overwrite=args.overwrite)
+    from data_catalog.synthetic import generate_synthetic, preset
+
+    config = preset(args.preset)
+    layout = generate_synthetic(config, args.root, overwrite=args.overwrite)
+    path = layout.root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(layout.catalog_document(config.name), sort_keys=False))
     print(f"catalog: {path}")
     return 0
 
@@ -56,10 +58,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from downscale.demo import run_demo
+def _cmd_run(args: argparse.Namespace) -> int:
+    from downscale import stages
+    from downscale.config import PipelineConfig, demo_config
 
-    run_demo(Path(args.workdir), preset=args.preset, overwrite=args.overwrite)
+    config = demo_config(args.workdir, args.preset) if args.demo else PipelineConfig.from_yaml(args.config)
+    steps = [stages.prepared_data, stages.trained_model]
+    if config.data.synthetic is not None:
+        steps.insert(0, stages.synthetic_data)
+    for step in steps:
+        result = step(config, args.overwrite)
+        print(f"{result.name:10s} {'skipped' if result.skipped else 'ran':8s} {result.path}  {result.detail}")
     return 0
 
 
@@ -92,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", required=True, type=Path, help="catalog YAML (native or intake-v1 form)")
     p.add_argument("--no-values", action="store_true", help="skip the pass over values (NaN/inf, negatives)")
 
-    p = _add(sub, "demo", "run the main job on the embedded synthetic default (CPU, in-process)", _cmd_demo)
-    p.add_argument("--workdir", default="demo-run", type=Path, help="where data, model and report go")
-    p.add_argument("--preset", default="demo", help="synthetic data preset (default demo)")
-    p.add_argument("--overwrite", action="store_true", help="regenerate outputs that already exist")
+    p = _add(sub, "run", "run the pipeline's stages in this process, without Prefect (see also flows.pipeline)",
+             _cmd_run)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", type=Path, help="pipeline YAML (downscale.config.PipelineConfig)")
+    which.add_argument("--demo", action="store_true", help="the embedded synthetic default (CPU)")
+    p.add_argument("--workdir", default="demo-run", type=Path, help="with --demo: where data, model and outputs go")
+    p.add_argument("--preset", default="demo", help="with --demo: synthetic data preset (tests, demo)")
+    p.add_argument("--overwrite", action="store_true", help="redo stages whose outputs are complete")
     return parser
 
 

@@ -1,0 +1,118 @@
+"""One configuration for the whole pipeline, shared by the ``downscale`` CLI and the Prefect flows.
+
+Complete example (``docs/pipeline.md`` explains every field; omitted sections take their defaults)::
+
+    workdir: runs/demo                 # everything the pipeline writes goes below this folder
+    data:
+      synthetic: demo                  # a synthetic preset (tests | demo | full) …
+      # catalog: /data/catalog.yaml    # … or your own catalog (exactly one of the two)
+    prepare:
+      clip_frames: 5
+      splits: {validation_members: ["0003"]}
+    train:                             # downscale.training.config.TrainConfig; dataset and
+      network: demo                    # output_dir default to workdir/prepared and workdir/train
+      max_steps: 600
+      batch_size: 2
+
+Paths are plain strings/paths so the object travels as Prefect flow parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from data_catalog.prepare import PrepareConfig
+from downscale.training.config import TrainConfig
+
+
+class DataSource(BaseModel):
+    """Where the data come from: a catalog file, or a synthetic preset generated into the workdir."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    catalog: Path | None = None
+    synthetic: str | None = None
+    synthetic_overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DataSource:
+        if (self.catalog is None) == (self.synthetic is None):
+            raise ValueError("data: give exactly one of 'catalog' (a catalog YAML) or 'synthetic' (a preset name)")
+        return self
+
+
+class PipelineConfig(BaseModel):
+    """The pipeline's stages and where they write (see the module docstring for a YAML example)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workdir: Path
+    data: DataSource = Field(default_factory=lambda: DataSource(synthetic="demo"))
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    train: TrainConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _train_paths_from_workdir(cls, doc: Any) -> Any:
+        if not isinstance(doc, dict) or "workdir" not in doc:
+            return doc
+        doc = dict(doc)
+        train = doc.get("train") or {}
+        if isinstance(train, dict):
+            workdir = Path(doc["workdir"])
+            doc["train"] = {"dataset": workdir / "prepared", "output_dir": workdir / "train", **train}
+        return doc
+
+    @property
+    def synthetic_root(self) -> Path:
+        return Path(self.workdir) / "data"
+
+    @property
+    def catalog_path(self) -> Path:
+        return Path(self.data.catalog) if self.data.catalog else self.synthetic_root / "catalog.yaml"
+
+    @property
+    def prepared_dir(self) -> Path:
+        return Path(self.train.dataset)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+        """Read a pipeline YAML; errors name the file and each bad field's dotted path."""
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"pipeline config {path}: cannot be read ({err})") from None
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as err:
+            lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
+            raise ValueError(f"pipeline config {path}:\n  " + "\n  ".join(lines)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
+    """The embedded default: synthetic data, the CPU demo network, a training budget of minutes."""
+    small = preset == "tests"
+    return PipelineConfig.model_validate({
+        "workdir": str(workdir),
+        "data": {"synthetic": preset},
+        "prepare": {"splits": {"validation_members": ["0002" if small else "0003"]}},
+        "train": {
+            "network": "tiny" if small else "demo",
+            "max_steps": 20 if small else 600,
+            "batch_size": 2,
+            "optimizer": {"warmup_steps": 5 if small else 50, "lr": 1e-3 if small else 5e-4},
+            "validation": {"every_n_steps": 10 if small else 200, "ensemble_size": 4, "sampler_steps": 8,
+                           "max_batches": 2 if small else 4},
+            "checkpoint": {"every_n_steps": 10 if small else 100},
+            "hardware": {"num_workers": 0 if small else 2},
+            "log_every_n_steps": 5 if small else 25,
+        },
+    })

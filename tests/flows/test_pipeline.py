@@ -1,0 +1,43 @@
+"""The pipeline flow at tiny size under a real (temporary) Prefect API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_catalog.prepare import PreparedDataset
+from downscale.config import PipelineConfig, demo_config
+from flows.pipeline import main, prepare_flow
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> PipelineConfig:
+    return demo_config(tmp_path_factory.mktemp("pipeline") / "run", preset="tests")
+
+
+def test_prepare_flow_runs_then_skips_complete_outputs(prefect_harness, config):
+    first = prepare_flow(config)
+    assert not first.skipped
+    assert PreparedDataset.is_complete(first.path)
+    marker = json.loads((config.synthetic_root / "synthetic.json").read_text())
+    assert marker["config"]["name"] == "tests"
+
+    before = (first.path / "manifest.json").stat().st_mtime_ns
+    again = prepare_flow(config)
+    assert again.skipped, "a rerun must skip a stage whose output is complete and valid"
+    assert (first.path / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_a_damaged_prepared_dataset_is_redone(prefect_harness, config):
+    prepare_flow(config)
+    (config.prepared_dir / "manifest.json").unlink()  # a stage killed before its last write
+    result = prepare_flow(config)
+    assert not result.skipped and PreparedDataset.is_complete(result.path)
+
+
+def test_bad_pipeline_config_exits_non_zero(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("workdir: x\ndata: {synthetic: demo, catalog: c.yaml}\n")
+    assert main(["--config", str(path)]) == 2
+    assert "exactly one of 'catalog'" in capsys.readouterr().err
