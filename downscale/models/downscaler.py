@@ -1,0 +1,113 @@
+"""The video downscaler: a deterministic conditional mean plus a residual video diffusion (EDM).
+
+Conditioning ``cond (B, T, C_cond, 6, H, W)`` (cube) or ``(B, T, C_cond, H, W)`` (patch), prepared by
+the data layer on the fine grid: upsampled coarse predictors, fine topography, geometry features —
+normalized, unitless. Target ``y (B, T, C_out, …)`` in the same layout (normalized log-precipitation).
+
+* ``μ = mean_net(cond)`` — a deterministic :class:`~downscale.models.video_unet.VideoUNet`, trained by
+  area-weighted MSE ``mean(w·(μ − y)²)``;
+* ``r = y − μ`` — the residual, modelled by ``D = EDMPrecond(VideoUNet)`` over the whole T-frame clip,
+  conditioned on ``[cond, μ]``, trained by the EDM loss (:func:`~downscale.models.edm.edm_loss`);
+* a sample is ``μ + r̂`` with ``r̂`` from the EDM Heun sampler.
+
+``detach_mean=False`` (STVD, Srivastava et al. 2024: joint training) lets the diffusion loss push
+gradients into the mean network through the residual and the conditioning; ``detach_mean=True``
+(CorrDiff, Mardani et al. 2024: two stages) stops them at μ. For a fully two-stage run, freeze
+``mean_net``'s parameters as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from downscale.models.config import Geometry, NetworkConfig
+from downscale.models.edm import EDMPrecond, edm_heun_sampler, edm_loss
+from downscale.models.video_unet import VideoUNet
+
+
+def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean(w·(prediction − target)²)``; ``weights`` broadcast against the trailing dims (mean 1 for a
+    weighted mean, e.g. cell area ``(6, H, W)`` / its mean)."""
+    err = (prediction - target) ** 2
+    if weights is None:
+        return err.mean()
+    if weights.shape != err.shape[err.ndim - weights.ndim:]:
+        raise ValueError(f"loss weights {tuple(weights.shape)} do not match the trailing dims of {tuple(err.shape)}")
+    return (err * weights).mean()
+
+
+class VideoDownscaler(nn.Module):
+    """``mean_net`` (deterministic) + ``denoiser`` (EDM residual diffusion); see the module docstring."""
+
+    def __init__(self, mean_net: VideoUNet, denoiser: EDMPrecond, *, detach_mean: bool = False,
+                 P_mean: float = -1.2, P_std: float = 1.2, diffusion_weight: float = 1.0) -> None:
+        super().__init__()
+        self.mean_net = mean_net
+        self.denoiser = denoiser
+        self.detach_mean = detach_mean
+        self.P_mean, self.P_std = P_mean, P_std
+        self.diffusion_weight = diffusion_weight
+
+    @classmethod
+    def build(cls, network_config: NetworkConfig, in_channels: int, out_channels: int, sigma_data: float = 1.0,
+              **options: Any) -> VideoDownscaler:
+        """Two UNets of the same shape: ``mean_net`` (C_cond → C_out, no noise input) and the denoiser's
+        F (C_out noisy residual + C_cond + C_out μ → C_out, noise-conditioned). ``options``: ``detach_mean``,
+        ``P_mean``, ``P_std``, ``diffusion_weight``."""
+        mean_net = VideoUNet(network_config, in_channels, out_channels, noise_conditioning=False)
+        backbone = VideoUNet(network_config, out_channels + in_channels + out_channels, out_channels,
+                             noise_conditioning=True)
+        return cls(mean_net, EDMPrecond(backbone, sigma_data), **options)
+
+    @property
+    def sigma_data(self) -> float:
+        return self.denoiser.sigma_data
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.mean_net.geometry
+
+    @geometry.setter
+    def geometry(self, value: Geometry) -> None:
+        self.mean_net.geometry = value
+        self.denoiser.model.geometry = value
+
+    def forward_mean(self, cond: torch.Tensor) -> torch.Tensor:
+        """``μ (B, T, C_out, …)`` from ``cond (B, T, C_cond, …)``."""
+        return self.mean_net(cond)
+
+    forward = forward_mean
+
+    def _mean_for_diffusion(self, mu: torch.Tensor) -> torch.Tensor:
+        return mu.detach() if self.detach_mean else mu
+
+    def loss(self, cond: torch.Tensor, target: torch.Tensor, area_weights: torch.Tensor | None = None, *,
+             sigma: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``{"total", "mean_loss", "diffusion_loss"}`` for one batch; ``total = mean_loss +
+        diffusion_weight·diffusion_loss``. ``sigma (B,)``/``noise`` fix the diffusion draw (for evaluation)."""
+        if target.shape[:2] != cond.shape[:2] or target.shape[3:] != cond.shape[3:]:
+            raise ValueError(f"target {tuple(target.shape)} does not fit cond {tuple(cond.shape)} (all dims but channels)")
+        mu = self.forward_mean(cond)
+        mean_loss = weighted_mse(mu, target, area_weights)
+        mu_d = self._mean_for_diffusion(mu)
+        diffusion_loss = edm_loss(self.denoiser, target - mu_d, torch.cat([cond, mu_d], dim=2), area_weights,
+                                  P_mean=self.P_mean, P_std=self.P_std, sigma=sigma, noise=noise, generator=generator)
+        return {"total": mean_loss + self.diffusion_weight * diffusion_loss,
+                "mean_loss": mean_loss, "diffusion_loss": diffusion_loss}
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, num_steps: int = 18, generator: torch.Generator | None = None, *,
+               mean: torch.Tensor | None = None, **sampler_kwargs: Any) -> torch.Tensor:
+        """One ensemble member per clip: ``μ + r̂ (B, T, C_out, …)``, ``r̂`` from :func:`edm_heun_sampler`
+        (``sampler_kwargs``: sigma_min, sigma_max, rho, S_churn, S_tmin, S_tmax, S_noise). Pass ``mean``
+        to reuse a μ already computed. Call ``.eval()`` first (dropout)."""
+        mu = self.forward_mean(cond) if mean is None else mean
+        cond_d = torch.cat([cond, mu], dim=2)
+        residual = edm_heun_sampler(lambda x, sigma: self.denoiser(x, sigma, cond_d), tuple(mu.shape),
+                                    num_steps=num_steps, generator=generator, device=mu.device, dtype=mu.dtype,
+                                    **sampler_kwargs)
+        return mu + residual

@@ -1,0 +1,147 @@
+"""Cube-sphere convolution: shapes, no zero padding at seams, the halo's backward, resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data_catalog.cubesphere import cell_centre_unit_vectors
+from data_catalog.halo import EDGE_CONNECTIVITY, halo_pad
+from downscale.models.cube_conv import (
+    CubeConv2d,
+    _HaloExchange,
+    depth_to_space,
+    downsample2x,
+    space_to_depth,
+    upsample2x,
+)
+
+N = 8
+
+
+def per_tile_zero_padded(conv: CubeConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The same weights applied tile by tile with zero padding: what a seam-blind network does."""
+    frames, c, tiles, h, w = x.shape
+    y = F.conv2d(x.transpose(1, 2).reshape(frames * tiles, c, h, w), conv.weight, conv.bias, padding=conv.kernel // 2)
+    return y.view(frames, tiles, -1, h, w).transpose(1, 2)
+
+
+def test_shapes_in_both_geometries():
+    conv = CubeConv2d(3, 5, 3)
+    assert conv(torch.randn(4, 3, 6, N, N)).shape == (4, 5, 6, N, N)
+    conv.geometry = "patch"
+    assert conv(torch.randn(4, 3, 10, 14)).shape == (4, 5, 10, 14)
+    pointwise = CubeConv2d(3, 2, 1)
+    with torch.no_grad():
+        pointwise.bias.normal_()
+    x = torch.randn(2, 3, 6, N, N)
+    assert torch.allclose(pointwise(x), per_tile_zero_padded(pointwise, x), atol=1e-6)   # 1×1: no padding at all
+    pointwise.geometry = "patch"
+    assert torch.allclose(pointwise(x[:, :, 0]), F.conv2d(x[:, :, 0], pointwise.weight, pointwise.bias), atol=1e-6)
+
+
+def test_bad_shapes_are_refused_with_the_layout():
+    with pytest.raises(ValueError, match=r"cube geometry needs \(N, C, 6, n, n\), got shape \(2, 3, 5, 8, 8\)"):
+        CubeConv2d(3, 5)(torch.randn(2, 3, 5, N, N))
+    with pytest.raises(ValueError, match=r"patch geometry needs \(N, C, H, W\)"):
+        CubeConv2d(3, 5, geometry="patch")(torch.randn(2, 3, 6, N, N))
+    with pytest.raises(ValueError, match="odd kernel"):
+        CubeConv2d(3, 5, 4)
+
+
+def test_edge_perturbation_reaches_the_neighbour_tile_and_zero_padding_would_not():
+    torch.manual_seed(0)
+    conv = CubeConv2d(2, 3, 3)
+    x = torch.randn(1, 2, 6, N, N)
+    k = 2                                                   # along-edge index of the perturbed cell
+    bumped = x.clone()
+    bumped[0, :, 0, N - 1, k] += 1.0                        # tile 0 (file 1), on its N edge
+    nbr, nbr_edge, reversed_ = EDGE_CONNECTIVITY[0]["N"]
+    assert (nbr, nbr_edge, reversed_) == (2, "W", True)    # SCHEMA.md §3: tile 1 N joins tile 3 W, reversed
+
+    effect = (conv(bumped) - conv(x)).abs().amax(dim=(0, 1))               # (6, n, n)
+    seam_row = N - 1 - k                                    # reversed: along index k lands at row n-1-k
+    touched = {tuple(ij) for ij in torch.nonzero(effect[2] > 1e-6).tolist()}
+    assert touched == {(seam_row - 1, 0), (seam_row, 0), (seam_row + 1, 0)}
+    assert effect[[1, 3, 4, 5]].max() == 0                  # no other tile touches that cell
+
+    blind = (per_tile_zero_padded(conv, bumped) - per_tile_zero_padded(conv, x)).abs().amax(dim=(0, 1))
+    assert blind[2].max() == 0, "a per-tile zero-padded conv can never see the neighbour: the check above can fail"
+    assert torch.allclose(blind[0], effect[0], atol=1e-6)   # inside the perturbed tile both agree
+
+
+def test_two_layers_carry_the_perturbation_two_cells_across_the_seam():
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(CubeConv2d(1, 4, 3), torch.nn.SiLU(), CubeConv2d(4, 1, 3))
+    x = torch.randn(1, 1, 6, N, N)
+    bumped = x.clone()
+    bumped[0, 0, 0, :, N - 1] += 1.0                        # tile 0's whole E edge column; E joins tile 1 W
+    effect = (net(bumped) - net(x))[0, 0].abs()
+    assert effect[1, :, :2].min() > 0                       # columns 0 and 1 of tile 1 all feel it
+    assert effect[1, :, 3:].max() == 0                      # beyond two cells: nothing (locality)
+
+
+def test_constant_field_and_constant_weights_give_a_constant_output_at_every_edge_and_corner():
+    conv = CubeConv2d(1, 1, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    out = conv(torch.ones(2, 1, 6, N, N))
+    assert torch.equal(out, torch.full_like(out, 9.0))
+    blind = per_tile_zero_padded(conv, torch.ones(2, 1, 6, N, N))
+    assert blind[..., 0, 0].max() == 4.0 and blind[..., 0, 3].max() == 6.0   # zero padding leaves edge artefacts
+    conv.geometry = "patch"
+    patch_out = conv(torch.ones(2, 1, 10, 12))
+    assert torch.equal(patch_out, torch.full_like(patch_out, 9.0))          # replicate padding at patch edges
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_fast_halo_backward_equals_autograd_through_halo_pad(width):
+    torch.manual_seed(width)
+    x = torch.randn(2, 3, 6, N, N, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(2, 3, 6, N + 2 * width, N + 2 * width, dtype=torch.float64)
+    reference, = torch.autograd.grad(halo_pad(x, width), x, grad_out)
+    fast, = torch.autograd.grad(_HaloExchange.apply(x, width), x, grad_out)
+    assert torch.allclose(fast, reference, rtol=0, atol=1e-12)
+    assert torch.equal(_HaloExchange.apply(x, width), halo_pad(x, width))
+
+
+def test_cube_conv_gradcheck():
+    torch.manual_seed(0)
+    conv = CubeConv2d(2, 2, 3).double()
+    x = torch.randn(1, 2, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(conv, (x,))
+
+
+def test_down_and_upsampling_keep_tiles_and_constants():
+    x = torch.randn(3, 2, 6, N, N)
+    assert downsample2x(x).shape == (3, 2, 6, N // 2, N // 2)
+    assert torch.allclose(downsample2x(x)[..., 0, 0], x[..., :2, :2].mean(dim=(-1, -2)))
+    for mode in ("nearest", "bilinear"):
+        up = upsample2x(torch.full((1, 2, 6, 4, 4), 3.0), "cube", mode)
+        assert up.shape == (1, 2, 6, 8, 8) and torch.allclose(up, torch.full_like(up, 3.0))
+    with pytest.raises(ValueError, match="even H and W"):
+        downsample2x(torch.randn(1, 1, 6, 5, 5))
+
+
+def test_bilinear_upsampling_interpolates_across_seams():
+    """A smooth global field (the z coordinate of cell centres) upsampled from C8 to C16: the cube-aware
+    bilinear upsampling is accurate next to seams too; per-tile clamping (patch mode) is not."""
+    coarse = torch.from_numpy(cell_centre_unit_vectors(N)[..., 2]).float()[None]            # (1, 6, 8, 8)
+    fine = torch.from_numpy(cell_centre_unit_vectors(2 * N)[..., 2]).float()[None]
+    cube_err = (upsample2x(coarse, "cube", "bilinear") - fine).abs()
+    clamp_err = (upsample2x(coarse, "patch", "bilinear") - fine).abs()
+    edge = np.zeros((2 * N, 2 * N), dtype=bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    interior_err = cube_err[..., ~torch.from_numpy(edge)].max()
+    assert cube_err[..., torch.from_numpy(edge)].max() < 3 * interior_err
+    assert clamp_err[..., torch.from_numpy(edge)].max() > 2 * cube_err[..., torch.from_numpy(edge)].max()
+
+
+def test_space_to_depth_round_trips_per_tile():
+    x = torch.randn(2, 3, 6, N, N)
+    folded = space_to_depth(x, 2)
+    assert folded.shape == (2, 12, 6, N // 2, N // 2)
+    assert torch.equal(folded[:, :4, 5], F.pixel_unshuffle(x[:, :1, 5], 2))      # tiles never mix
+    assert torch.equal(depth_to_space(folded, 2), x)
