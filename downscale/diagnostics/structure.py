@@ -1,0 +1,208 @@
+"""Spatial and temporal structure: spatial autocorrelation (SAE), power spectra per tile, temporal
+autocorrelation at 3–24 h lags and the diurnal cycle by local solar time. Lazy on dask throughout.
+
+* Spatial autocorrelation of a frame: Moran's I with rook neighbours inside each tile (pairs of cells
+  adjacent in x or y), z = f − f̄ over the frame, P unordered pairs, N cells:
+
+      I = (N / P) · Σ_pairs z_a z_b / Σ_cells z²
+
+  SAE = mean over frames (and members) of |I_forecast − I_truth| — dimensionless. The STVD paper names
+  the metric but does not define it precisely; this is our definition, so SAE values are comparable
+  between our sources, not with the paper's number. Frames with no variance (all dry) are skipped.
+* Power spectrum of one tile (n_y × n_x): remove the mean, multiply by a 2-D Hann window w, FFT, and
+  sum |F|² / (n_y n_x Σw²) over rings of integer index wavenumber k = round(√(k_x² + k_y²)),
+  k = 0 … min(n_y, n_x)/2. Σ_k E(k) ≈ the tile's variance, so E(k) is in (kg m-2 s-1)² per unit
+  index wavenumber (k cycles per tile edge).
+* Temporal autocorrelation at lag L of each cell's anomaly a = f − f̄ (time mean):
+  r(L) = mean_t(a_t a_{t+L}) / mean_t(a_t²), then area-weighted over cells (cells with no variance skipped).
+* Diurnal cycle: mean rate in bins of local solar time LST = UTC hour + lon/15 (mod 24), area-weighted.
+
+Example::
+
+    >>> sae = spatial_autocorrelation_error(ens, truth)                    # 0-d, dimensionless
+    >>> spec = power_spectrum(truth)                                          # (wavenumber,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from downscale.diagnostics.dims import SPATIAL_DIMS, TIME_DIM, drop_coords_on, require_dims, time_step_seconds
+from downscale.diagnostics.weights import weighted_mean
+
+DEFAULT_LAGS_HOURS = (3, 6, 9, 12, 15, 18, 21, 24)
+
+
+def _bare(x: xr.DataArray, dims: Sequence[Hashable]) -> xr.DataArray:
+    """``x`` as float64 without coordinates on ``dims`` (so slices combine by position)."""
+    return drop_coords_on(x, list(dims)).astype(np.float64)
+
+
+# --- spatial autocorrelation -----------------------------------------------------------------------
+
+def morans_i(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIAL_DIMS) -> xr.DataArray:
+    """Moran's I (rook neighbours inside tiles) of every frame of ``x``: reduces ``spatial_dims``
+    ``(tile, y, x)`` and keeps the other dims; NaN for a frame without variance.
+
+    Example: ``morans_i(truth)  # (time,)``
+    """
+    require_dims(x, list(spatial_dims), "morans_i")
+    _, ydim, xdim = spatial_dims
+    f = _bare(x, spatial_dims)
+    pairs = [(f.isel({xdim: slice(None, -1)}), f.isel({xdim: slice(1, None)})),
+             (f.isel({ydim: slice(None, -1)}), f.isel({ydim: slice(1, None)}))]
+    n_tiles, ny, nx = (x.sizes[d] for d in spatial_dims)
+    n_cells = float(n_tiles * ny * nx)
+    n_pairs = float(n_tiles * (ny * (nx - 1) + (ny - 1) * nx))
+    mean = f.mean(spatial_dims)
+    s_ab = sum((a * b).sum(spatial_dims) for a, b in pairs)
+    s_sum = sum((a + b).sum(spatial_dims) for a, b in pairs)
+    cross = s_ab - mean * s_sum + n_pairs * mean**2
+    var = (f**2).sum(spatial_dims) - n_cells * mean**2
+    scale = np.abs(mean) + np.sqrt(np.abs((f**2).mean(spatial_dims)))
+    ok = var > 1e-12 * n_cells * scale**2      # relative test: a constant frame is not "autocorrelated"
+    return ((n_cells / n_pairs) * cross / var.where(ok)).rename("morans_i")
+
+
+def spatial_autocorrelation_error(forecast: xr.DataArray, truth: xr.DataArray,
+                                  spatial_dims: tuple[str, str, str] = SPATIAL_DIMS) -> xr.DataArray:
+    """SAE: mean over frames (and any member dim) of |I(forecast) − I(truth)|, dimensionless, 0-d.
+
+    Example: ``spatial_autocorrelation_error(ens, truth)``
+    """
+    diff = abs(morans_i(forecast, spatial_dims) - morans_i(truth, spatial_dims))
+    return diff.mean(skipna=True).rename("sae").assign_attrs(units="1", definition="mean |Moran's I difference|")
+
+
+# --- power spectra ---------------------------------------------------------------------------------
+
+def _radial_spectrum(field: np.ndarray, n_k: int) -> np.ndarray:
+    """(…, n_y, n_x) → (…, n_k): Hann window, FFT, |F|² summed over rings of integer wavenumber."""
+    ny, nx = field.shape[-2:]
+    window = np.outer(np.hanning(ny), np.hanning(nx))
+    f = np.asarray(field, dtype=np.float64)
+    f = (f - f.mean(axis=(-2, -1), keepdims=True)) * window
+    power = np.abs(np.fft.fft2(f)) ** 2 / (nx * ny * np.sum(window**2))
+    ky, kx = np.meshgrid(np.fft.fftfreq(ny) * ny, np.fft.fftfreq(nx) * nx, indexing="ij")
+    ring = np.rint(np.hypot(kx, ky)).astype(np.int64).ravel()
+    keep = ring < n_k
+    flat = power.reshape((-1, ny * nx))[:, keep]                    # (frames, cells inside the ring k < n_k)
+    frame = np.repeat(np.arange(flat.shape[0]), flat.shape[1])
+    out = np.bincount(frame * n_k + np.tile(ring[keep], flat.shape[0]), weights=flat.ravel(),
+                      minlength=flat.shape[0] * n_k)
+    return out.reshape(power.shape[:-2] + (n_k,))
+
+
+def power_spectrum(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIAL_DIMS,
+                   mean_dims: Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Radially summed, Hann-windowed power spectrum of each tile of ``x`` (module docstring), dim
+    ``wavenumber`` = 0 … n/2 (cycles per tile edge), averaged over ``mean_dims`` (default: every other dim,
+    tiles included). Units: (units of x)². The (y, x) dims are gathered into one chunk on dask.
+
+    Example: ``power_spectrum(truth, mean_dims=["time"])  # one spectrum per tile``
+    """
+    require_dims(x, list(spatial_dims), "power_spectrum")
+    _, ydim, xdim = spatial_dims
+    n_k = min(x.sizes[ydim], x.sizes[xdim]) // 2 + 1
+    f = _bare(x, [ydim, xdim])
+    if f.chunks is not None:
+        f = f.chunk({ydim: -1, xdim: -1})
+    spec = xr.apply_ufunc(_radial_spectrum, f, kwargs={"n_k": n_k}, input_core_dims=[[ydim, xdim]],
+                          output_core_dims=[["wavenumber"]], dask="parallelized", output_dtypes=[np.float64],
+                          dask_gufunc_kwargs={"output_sizes": {"wavenumber": n_k}})
+    mean_dims = [d for d in spec.dims if d != "wavenumber"] if mean_dims is None else list(mean_dims)
+    out = spec.mean(mean_dims).assign_coords(wavenumber=np.arange(n_k))
+    units = x.attrs.get("units")
+    return out.rename("power_spectrum").assign_attrs(units=f"({units})2" if units else "")
+
+
+# --- temporal autocorrelation ----------------------------------------------------------------------
+
+def temporal_autocorrelation(x: xr.DataArray, weights: xr.DataArray,
+                             lags_hours: Sequence[float] = DEFAULT_LAGS_HOURS, time_dim: str = TIME_DIM,
+                             dims: Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Area-weighted mean over cells (and members) of each cell's lag-L autocorrelation, dim ``lag``
+    (hours); ``dims`` are the dims averaged after the per-cell correlation (default: all but time).
+
+    Example: ``temporal_autocorrelation(truth, area, (3, 24))  # (lag: 2,)``
+    """
+    require_dims(x, [time_dim], "temporal_autocorrelation")
+    step = time_step_seconds(x[time_dim]) / 3600.0
+    n = x.sizes[time_dim]
+    anomaly = _bare(x, [time_dim])
+    anomaly = anomaly - anomaly.mean(time_dim)
+    variance = (anomaly**2).mean(time_dim)
+    dims = [d for d in x.dims if d != time_dim] if dims is None else list(dims)
+    parts = []
+    for lag in lags_hours:
+        k = lag / step
+        if abs(k - round(k)) > 1e-6 or not 0 < round(k) < n:
+            raise ValueError(f"lag {lag} h is not a positive multiple of the {step:g} h time step below the "
+                             f"record length ({n} steps)")
+        k = int(round(k))
+        cov = (anomaly.isel({time_dim: slice(None, n - k)}) * anomaly.isel({time_dim: slice(k, None)})).mean(time_dim)
+        r = cov / variance.where(variance > 0)
+        parts.append(weighted_mean(r, weights, dims))
+    out = xr.concat(parts, dim=xr.DataArray(list(lags_hours), dims="lag", attrs={"units": "hours"}, name="lag"))
+    return out.rename("autocorrelation").assign_attrs(units="1")
+
+
+# --- diurnal cycle ---------------------------------------------------------------------------------
+
+def _bin_sums(sums: np.ndarray, counts: np.ndarray, which: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
+    """(…, H, cells…) sums and counts per UTC hour → (…, 2, n_bins): Σ w·sum and Σ w·count per LST bin."""
+    idx = which.ravel()
+    w = np.broadcast_to(weights, which.shape).ravel()
+    lead = sums.shape[: sums.ndim - which.ndim]
+    s = sums.reshape(lead + (-1,))
+    c = counts.reshape(lead + (-1,))
+    out = np.zeros(lead + (2, n_bins))
+    for i in np.ndindex(lead):
+        out[i + (0,)] = np.bincount(idx, weights=np.nan_to_num(s[i]) * w, minlength=n_bins)
+        out[i + (1,)] = np.bincount(idx, weights=c[i] * w, minlength=n_bins)
+    return out
+
+
+def diurnal_cycle(x: xr.DataArray, weights: xr.DataArray, lon: xr.DataArray, bin_hours: float = 3.0,
+                  time_dim: str = TIME_DIM) -> xr.DataArray:
+    """Area-weighted mean of ``x`` in bins of local solar time LST = UTC hour + lon/15 (``lon`` in degrees
+    east at the cell centres, ``weights`` the cell area, both on the spatial dims of ``x``), pooled over
+    every other dim; dim ``local_solar_hour`` = bin centres. First a lazy time reduction per UTC hour of
+    day, then each cell's hours are binned by its own LST. Units: those of ``x``.
+
+    Example: ``diurnal_cycle(truth, area, lon)  # (local_solar_hour: 8,)``
+    """
+    require_dims(x, [time_dim], "diurnal_cycle")
+    if not 0 < bin_hours <= 24 or abs(24 / bin_hours - round(24 / bin_hours)) > 1e-9:
+        raise ValueError(f"bin_hours must divide 24, got {bin_hours}")
+    spatial = [d for d in x.dims if d in lon.dims]
+    if sorted(spatial) != sorted(lon.dims) or any(d not in lon.dims for d in weights.dims):
+        raise ValueError(f"diurnal_cycle: lon {lon.dims} and weights {weights.dims} must span dims of x {x.dims}")
+    t = x[time_dim]
+    utc = np.asarray((t.dt.hour + t.dt.minute / 60.0 + t.dt.second / 3600.0).values, dtype=np.float64)
+    hours = np.unique(utc)
+    hour_dim = xr.DataArray(hours, dims="utc_hour", name="utc_hour")
+    picks = [x.isel({time_dim: np.flatnonzero(utc == h)}) for h in hours]   # the steps at each UTC hour
+    sums = xr.concat([p.sum(time_dim) for p in picks], dim=hour_dim)
+    counts = xr.concat([p.notnull().sum(time_dim) for p in picks], dim=hour_dim)
+    n_bins = int(round(24 / bin_hours))
+    lon_ = lon.transpose(*spatial).values
+    which = np.minimum(np.floor(((hours.reshape((-1,) + (1,) * lon_.ndim) + lon_ / 15.0) % 24.0) / bin_hours),
+                       n_bins - 1).astype(np.int64)                          # (utc_hour, *spatial)
+    w = weights.transpose(*[d for d in spatial if d in weights.dims]).values.reshape(
+        [weights.sizes[d] if d in weights.dims else 1 for d in spatial])
+    core = ["utc_hour", *spatial]
+    if sums.chunks is not None:
+        sums, counts = sums.chunk({d: -1 for d in core}), counts.chunk({d: -1 for d in core})
+    parts = xr.apply_ufunc(_bin_sums, sums, counts, kwargs={"which": which, "weights": w, "n_bins": n_bins},
+                           input_core_dims=[core, core], output_core_dims=[["part", "local_solar_hour"]],
+                           dask="parallelized", output_dtypes=[np.float64],
+                           dask_gufunc_kwargs={"output_sizes": {"part": 2, "local_solar_hour": n_bins}})
+    total = parts.sum([d for d in parts.dims if d not in ("part", "local_solar_hour")])
+    mean = total.isel(part=0) / total.isel(part=1).where(total.isel(part=1) > 0)
+    centres = (np.arange(n_bins) + 0.5) * bin_hours
+    out = mean.assign_coords(local_solar_hour=("local_solar_hour", centres, {"units": "hours"}))
+    return out.rename("diurnal_cycle").assign_attrs(units=x.attrs.get("units", ""))
