@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", required=True, type=Path, help="catalog YAML (native or intake-v1 form)")
     p.add_argument("--no-values", action="store_true", help="skip the pass over values (NaN/inf, negatives)")
 
+    # `train` has its own parser (downscale.training.trainer.main); listed here for --help.
+    sub.add_parser("train", help="train the model from a training YAML (docs/training.md); --resume continues",
+                   add_help=False)
+
     p = _add(sub, "run", "run the pipeline's stages in this process, without Prefect (see also flows.pipeline)",
              _cmd_run)
     which = p.add_mutually_exclusive_group(required=True)
@@ -113,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from downscale.training.trainer import main as train_main
+
+        try:
+            return train_main(argv[1:])
+        except USER_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -11,7 +11,7 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
       splits: {validation_members: ["0003"]}
     train:                             # downscale.training.config.TrainConfig; dataset and
       network: demo                    # output_dir default to workdir/prepared and workdir/train
-      max_steps: 600
+      max_steps: 240
       batch_size: 2
 
 Paths are plain strings/paths so the object travels as Prefect flow parameters.
@@ -106,12 +106,12 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
         "prepare": {"splits": {"validation_members": ["0002" if small else "0003"]}},
         "train": {
             "network": "tiny" if small else "demo",
-            "max_steps": 20 if small else 600,
+            "max_steps": 20 if small else 240,
             "batch_size": 2,
             "optimizer": {"warmup_steps": 5 if small else 50, "lr": 1e-3 if small else 5e-4},
-            "validation": {"every_n_steps": 10 if small else 200, "ensemble_size": 4, "sampler_steps": 8,
+            "validation": {"every_n_steps": 10 if small else 80, "ensemble_size": 4, "sampler_steps": 8,
                            "max_batches": 2 if small else 4},
-            "checkpoint": {"every_n_steps": 10 if small else 100},
+            "checkpoint": {"every_n_steps": 10 if small else 80},
             "hardware": {"num_workers": 0 if small else 2},
             "log_every_n_steps": 5 if small else 25,
         },

@@ -1,0 +1,172 @@
+"""The training configuration: one pydantic model, readable from YAML, usable as flow parameters.
+
+:class:`TrainConfig` holds plain values only (numbers, strings, paths), so a pipeline config can
+embed it as a field and Prefect can take it as a flow parameter. Every field has a default except
+the prepared dataset and the output directory; ``docs/training.md`` shows a complete YAML file.
+
+Example::
+
+    cfg = TrainConfig(dataset="prepared/", output_dir="runs/demo", network={"preset": "tiny"},
+                      max_steps=200, batch_size=2)
+    cfg = TrainConfig.from_yaml("train.yaml")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "64"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkSpec(_Section):
+    """Which network: a preset of :class:`downscale.models.config.NetworkConfig` plus field overrides."""
+
+    preset: Literal["tiny", "demo", "paper"] = "demo"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(_Section):
+    """AdamW with linear warm-up then cosine decay of the learning rate, stepped every optimizer step."""
+
+    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(500, ge=0, description="linear warm-up to lr over this many steps (at most half of a stage)")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine ends at lr * min_lr_ratio at max_steps")
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the global gradient norm; null = off")
+
+
+class DiffusionConfig(_Section):
+    """EDM settings of the residual diffusion (Karras et al. 2022): ln σ ~ N(P_mean, P_std²) in training."""
+
+    sigma_data: float = Field(1.0, gt=0, description="std of the residual (normalized units); 1 = the target's")
+    P_mean: float = -1.2
+    P_std: float = Field(1.2, gt=0)
+    diffusion_weight: float = Field(1.0, gt=0, description="joint loss = mean_loss + weight * diffusion_loss")
+
+
+class EMAConfig(_Section):
+    decay: float = Field(0.999, ge=0, lt=1)
+    warmup: bool = Field(True, description="decay_t = min(decay, (1 + t) / (10 + t))")
+
+
+class ValidationConfig(_Section):
+    """Validation on the held-out split: K-member ensembles with fixed seeds, metrics in physical units."""
+
+    every_n_steps: int = Field(1000, ge=1)
+    ensemble_size: int = Field(10, ge=2, description="K members per clip for the fair CRPS")
+    members_per_batch: int = Field(2, ge=1, description="ensemble members sampled at once (memory knob)")
+    eval_batch_size: int | None = Field(None, ge=1, description="clips per validation batch; null = batch_size")
+    sampler_steps: int = Field(18, ge=1, description="EDM Heun steps")
+    max_batches: int | None = Field(None, ge=1, description="validate on at most this many batches (null = all)")
+    seed: int = 1234
+
+
+class HardwareConfig(_Section):
+    """Where and how to run; ``auto`` picks bf16-mixed on CUDA and 32-bit on CPU, ddp for > 1 device."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="auto | ddp | ddp_spawn | ddp_find_unused_parameters_true | …")
+    precision: Precision = "auto"
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes per device")
+    deterministic: bool = Field(False, description="torch deterministic algorithms (slower; for bitwise resume)")
+
+
+class CheckpointConfig(_Section):
+    every_n_steps: int = Field(1000, ge=1, description="write checkpoints/last.ckpt every this many steps")
+    keep_periodic: bool = Field(False, description="also keep a step=N.ckpt file for every interval")
+
+
+class TrainConfig(_Section):
+    """Everything one training run needs; see docs/training.md for every field in a YAML example."""
+
+    dataset: Path = Field(description="prepared dataset directory (data_catalog.prepare)")
+    output_dir: Path = Field(description="checkpoints/, logs/, model.bundle.safetensors go here")
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    mode: Literal["joint", "two_stage"] = Field(
+        "joint", description="joint: mean + residual diffusion trained together (STVD); "
+                             "two_stage: mean first, then frozen, then the residual (CorrDiff)")
+    mean_stage_fraction: float = Field(0.3, gt=0, lt=1, description="two_stage: share of max_steps for the mean")
+    max_steps: int = Field(ge=1, default=100_000)
+    batch_size: int = Field(1, ge=1, description="clips per device per step")
+    seed: int = 0
+    activation_checkpointing: bool = Field(False, description="recompute activations in backward (saves memory)")
+    spatial_mode: Literal["cube", "patch"] = Field("cube", description="cube: 6 whole faces; patch: crops")
+    patch_size: int | None = Field(None, ge=8, description="fine-grid patch edge for spatial_mode=patch")
+    log_every_n_steps: int = Field(50, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _preset_shorthand(cls, v: Any) -> Any:
+        return {"preset": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.spatial_mode == "patch" and self.patch_size is None:
+            raise ValueError("spatial_mode 'patch' needs patch_size (fine cells per patch edge), e.g. patch_size: 128")
+        if self.spatial_mode == "cube" and self.patch_size is not None:
+            raise ValueError(f"patch_size {self.patch_size} given but spatial_mode is 'cube'; "
+                             "set spatial_mode: patch or drop patch_size")
+        if self.validation.members_per_batch > self.validation.ensemble_size:
+            raise ValueError(f"validation.members_per_batch ({self.validation.members_per_batch}) exceeds "
+                             f"validation.ensemble_size ({self.validation.ensemble_size})")
+        if self.mode == "two_stage" and self.mean_stage_steps < 1:
+            raise ValueError(f"two_stage: mean_stage_fraction {self.mean_stage_fraction} of max_steps "
+                             f"{self.max_steps} leaves no step for the mean")
+        return self
+
+    @property
+    def mean_stage_steps(self) -> int:
+        """two_stage: optimizer steps that train the mean only (0 in joint mode)."""
+        return int(round(self.mean_stage_fraction * self.max_steps)) if self.mode == "two_stage" else 0
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.output_dir) / "checkpoints"
+
+    @property
+    def bundle_path(self) -> Path:
+        return Path(self.output_dir) / "model.bundle.safetensors"
+
+    def check_paths(self) -> None:
+        """Fail early, naming the path, if the prepared dataset is not there."""
+        manifest = Path(self.dataset) / "manifest.json"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"training dataset {self.dataset}: no manifest.json "
+                                    "(run data preparation first: data_catalog.prepare)")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML file; a bad field is reported with the file name and the field's dotted path."""
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"training config {path}: not valid YAML ({err})") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"training config {path}: expected a mapping at the top level")
+        doc = doc.get("train", doc)  # also accept a pipeline file with a `train:` section
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as err:
+            lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
+            raise ValueError(f"training config {path}:\n  " + "\n  ".join(lines)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

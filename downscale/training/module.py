@@ -1,0 +1,312 @@
+"""The Lightning module that trains the video downscaler (mean μ + residual EDM diffusion).
+
+Per step, on the device:
+
+* conditioning ``cond (B, T, C_pred + C_static, 6, nf, nf)`` = concat(upsample_coarse(coarse, f,
+  "bilinear"), static broadcast over T) — cube-aware upsampling across tile seams (patch mode:
+  plain bilinear inside the patch, edges clamped);
+* loss of :meth:`VideoDownscaler.loss`, area weighted (fine cell area / its mean, a buffer read from
+  the prepared dataset's static store): ``joint`` (STVD) trains μ and the diffusion together;
+  ``two_stage`` (CorrDiff) trains μ alone for ``mean_stage_steps`` steps, then loads μ's EMA weights
+  into μ, freezes it and trains the diffusion on the residual ``y − μ``;
+* AdamW, learning rate warm-up + cosine per stage (:func:`warmup_cosine`), EMA after every step.
+
+Randomness of step ``s`` on rank ``r`` (diffusion noise levels and noise, dropout) comes from the
+global generator re-seeded with ``(seed, s, r)``, so a resumed run draws exactly what an
+uninterrupted one would.
+
+Validation (EMA weights, fixed seeds): ``K`` ensemble members per clip from the EDM sampler, metrics
+in physical units (kg m-2 s-1, after :meth:`NormalizationStats.denormalize`, clipped at 0):
+``val/crps`` (area-weighted fair CRPS), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``,
+``val/q9999_ratio`` (predicted / true 99.9th and 99.99th percentile of all pooled values) and
+``val/tail_error`` (mean |ratio − 1|). Sums and histograms are reduced over ranks before logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+from data_catalog.normalization import NormalizationStats
+from data_catalog.prepare import PreparedDataset
+from data_catalog.upsample import upsample_coarse
+from downscale.models.config import NetworkConfig, network_preset
+from downscale.models.downscaler import VideoDownscaler, weighted_mse
+from downscale.training.config import TrainConfig
+from downscale.training.ema import EMA
+from downscale.training.metrics import LogHistogram, fair_crps, tail_error, tail_ratios
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "downscale"
+TAIL_QUANTILES = (0.999, 0.9999)
+
+
+class DatasetInfo(BaseModel):
+    """What training and the bundle need to know about the prepared dataset (from its manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    fingerprint: str
+    catalog_name: str
+    target: str
+    predictors: tuple[str, ...]
+    static_features: tuple[str, ...]
+    coarse_resolution: int
+    fine_resolution: int
+    factor: int
+    clip_frames: int
+    time_step_seconds: float
+    normalization: dict[str, Any]
+    train_members: tuple[str, ...]
+    validation_members: tuple[str, ...]
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedDataset) -> DatasetInfo:
+        m, clips = prepared.manifest, prepared.splits.clips
+        return cls(path=str(prepared.path), fingerprint=m.fingerprint, catalog_name=m.catalog_name, target=m.target,
+                   predictors=m.predictors, static_features=m.static_features,
+                   coarse_resolution=m.coarse_resolution, fine_resolution=m.fine_resolution, factor=m.factor,
+                   clip_frames=prepared.splits.clip_frames, time_step_seconds=m.time_step_seconds,
+                   normalization=prepared.stats.model_dump(mode="json"),
+                   train_members=tuple(sorted({c[0] for c in clips.get("train", [])})),
+                   validation_members=tuple(sorted({c[0] for c in clips.get("validation", [])})))
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.predictors) + len(self.static_features)
+
+
+def fine_area_weights(prepared: PreparedDataset) -> torch.Tensor:
+    """Fine cell area ``(6, nf, nf)`` from the static store, divided by its mean (float32)."""
+    area = torch.as_tensor(prepared.open_static()["area"].values, dtype=torch.float64)
+    return (area / area.mean()).float()
+
+
+def network_config(config: TrainConfig, info: DatasetInfo) -> NetworkConfig:
+    """The preset with overrides; ``frames`` = the clip length, geometry = the spatial mode, and the
+    activation-checkpointing switch of the training config (unless overridden explicitly)."""
+    overrides = {"frames": info.clip_frames, "geometry": config.spatial_mode,
+                 "activation_checkpointing": config.activation_checkpointing, **config.network.overrides}
+    try:
+        net = network_preset(config.network.preset, **overrides)
+    except ValueError as err:
+        raise ValueError(f"network preset {config.network.preset!r} with overrides "
+                         f"{config.network.overrides}: {err}") from None
+    size = config.patch_size if config.spatial_mode == "patch" else info.fine_resolution
+    net.check_spatial_shape(size, size)
+    return net
+
+
+def warmup_cosine(step: int, start: int, end: int, warmup: int, min_ratio: float) -> float:
+    """LR factor at ``step`` of a stage ``[start, end)``: linear warm-up over ``warmup`` steps (capped
+    at half the stage), then cosine from 1 to ``min_ratio`` at ``end``."""
+    length = max(end - start, 1)
+    warmup = min(warmup, length // 2)
+    s = step - start
+    if s < warmup:
+        return (s + 1) / warmup
+    progress = min(max(s - warmup, 0) / max(length - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+class DownscalingModule(pl.LightningModule):
+    """Training of :class:`VideoDownscaler` on batches of :class:`DownscalingDataModule` (module docstring).
+
+    Args:
+        train_config: the :class:`TrainConfig` (or its JSON dict, as stored in checkpoints).
+        dataset: :class:`DatasetInfo` of the prepared dataset (or its dict).
+        area_weights: fine cell area / mean ``(6, nf, nf)``; zeros are replaced by the checkpoint's.
+    """
+
+    def __init__(self, train_config: TrainConfig | dict, dataset: DatasetInfo | dict,
+                 area_weights: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = TrainConfig.model_validate(train_config)
+        self.info = DatasetInfo.model_validate(dataset)
+        self.save_hyperparameters({"train_config": self.config.model_dump(mode="json"),
+                                   "dataset": self.info.model_dump(mode="json")})
+        self.stats = NormalizationStats.model_validate(self.info.normalization)
+        self._y_cap = float(self.stats.normalize(self.info.target, 1.0))
+        self.network_config = network_config(self.config, self.info)
+        d = self.config.diffusion
+        self.net = VideoDownscaler.build(self.network_config, self.info.in_channels, 1, d.sigma_data,
+                                         detach_mean=self.config.mode == "two_stage", P_mean=d.P_mean,
+                                         P_std=d.P_std, diffusion_weight=d.diffusion_weight)
+        nf = self.info.fine_resolution
+        weights = area_weights if area_weights is not None else torch.ones(6, nf, nf)
+        if tuple(weights.shape) != (6, nf, nf):
+            raise ValueError(f"area weights {tuple(weights.shape)} do not fit the C{nf} grid (6, {nf}, {nf})")
+        self.register_buffer("area_weights", weights.float().clone())
+        self.ema = EMA(self.net, self.config.ema.decay, self.config.ema.warmup)
+        self.mean_frozen = False
+        self._reset_validation_sums()
+
+    # ---- inputs --------------------------------------------------------------------------------------------
+    def conditioning(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``(B, T, C_pred + C_static, …)``: upsampled coarse predictors and static fields, normalized."""
+        coarse, static = batch["coarse"], batch["static"]
+        t = coarse.shape[1]
+        if self.config.spatial_mode == "cube":
+            up = upsample_coarse(coarse, self.info.factor, "bilinear")
+        else:
+            b, _, c, pc, _ = coarse.shape
+            up = F.interpolate(coarse.reshape(b * t, c, pc, pc), scale_factor=self.info.factor, mode="bilinear",
+                               align_corners=False).reshape(b, t, c, pc * self.info.factor, pc * self.info.factor)
+        static = static.to(up.dtype).unsqueeze(1).expand(-1, t, *static.shape[1:])
+        return torch.cat([up, static], dim=2)
+
+    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
+        """Area weights matching the trailing dims of the loss: the buffer ``(6, nf, nf)`` on whole cubes;
+        per patch ``(B, T, C, P, P)`` (expanded, no copy) from the batch."""
+        if self.config.spatial_mode == "cube":
+            return self.area_weights
+        w = batch["area_weight"].to(target.dtype)
+        return w[:, None, None].expand_as(target)
+
+    # ---- training ------------------------------------------------------------------------------------------
+    @property
+    def in_mean_stage(self) -> bool:
+        return self.config.mode == "two_stage" and self.global_step < self.config.mean_stage_steps
+
+    def freeze_mean(self, load_ema: bool = True) -> None:
+        """Two-stage switch: μ takes its EMA weights (if ``load_ema``) and stops learning."""
+        if load_ema:
+            self.ema.copy_to(self.net, prefix="mean_net.")
+        self.net.mean_net.requires_grad_(False)
+        self.mean_frozen = True
+        log.info("step %d: mean network frozen; training the residual diffusion", self.global_step)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if "target" not in batch or "has_target" in batch:
+            raise ValueError("a training batch holds a clip without the fine target: training needs members "
+                             "with fine precipitation in the train split")
+        torch.manual_seed(_step_seed(self.config.seed, self.global_step, self.global_rank))
+        if self.config.mode == "two_stage" and not self.in_mean_stage and not self.mean_frozen:
+            self.freeze_mean()
+        cond, target = self.conditioning(batch), batch["target"]
+        weights = self.loss_weights(batch, target)
+        if self.in_mean_stage:
+            mean_loss = weighted_mse(self.net.forward_mean(cond), target, weights)
+            losses = {"total": mean_loss, "mean_loss": mean_loss}
+        else:
+            losses = self.net.loss(cond, target, weights)
+            if self.mean_frozen:
+                losses["total"] = losses["diffusion_loss"]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), on_step=True, on_epoch=False, prog_bar=name == "total")
+        self.log("train/stage", 1.0 if self.in_mean_stage else 2.0 if self.mean_frozen else 0.0, on_step=True)
+        return losses["total"]
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update(self.net)  # before on_train_batch_end, where checkpoints are written
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.config.optimizer
+        decay = [p for p in self.net.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.net.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
+        s1, total = self.config.mean_stage_steps, self.config.max_steps
+
+        def factor(step: int) -> float:
+            start, end = (0, s1) if step < s1 else (s1, total)
+            return warmup_cosine(step, start, end, o.warmup_steps, o.min_lr_ratio)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_fit_start(self) -> None:
+        self.ema.to(self.device)
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ema"] = self.ema.state_dict()
+        checkpoint[CHECKPOINT_KEY] = {"format": 1, "mean_frozen": self.mean_frozen,
+                                      "network": self.network_config.model_dump(mode="json")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.ema.load_state_dict(checkpoint["ema"])
+        if checkpoint.get(CHECKPOINT_KEY, {}).get("mean_frozen"):
+            self.freeze_mean(load_ema=False)
+
+    # ---- validation ----------------------------------------------------------------------------------------
+    def _reset_validation_sums(self) -> None:
+        self._sums = torch.zeros(3, dtype=torch.float64)  # crps, mae, clips
+        self._hist_pred, self._hist_true = LogHistogram(), LogHistogram()
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_validation_sums()
+        self._sums = self._sums.to(self.device)
+        self._live = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        self.ema.copy_to(self.net)
+
+    def on_validation_epoch_end(self) -> None:
+        with torch.no_grad():
+            state = self.net.state_dict()
+            for k, v in self._live.items():
+                state[k].copy_(v)
+        del self._live
+        strategy = self.trainer.strategy
+        sums = strategy.reduce(self._sums, reduce_op="sum")
+        pred = strategy.reduce(self._hist_pred.counts.to(self.device), reduce_op="sum")
+        true = strategy.reduce(self._hist_true.counts.to(self.device), reduce_op="sum")
+        if float(sums[2]) == 0:
+            return
+        self._hist_pred.counts, self._hist_true.counts = pred, true
+        ratios = tail_ratios(self._hist_pred, self._hist_true, TAIL_QUANTILES)
+        metrics = {"val/crps": float(sums[0] / sums[2]), "val/mae_mean": float(sums[1] / sums[2]),
+                   "val/q999_ratio": ratios[0.999], "val/q9999_ratio": ratios[0.9999],
+                   "val/tail_error": tail_error(ratios)}
+        for name, value in metrics.items():
+            self.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+
+    def _physical(self, y: torch.Tensor) -> torch.Tensor:
+        """kg m-2 s-1, ≥ 0; normalized values are first capped at 1 kg m-2 s-1 (86 400 mm/day) so an
+        untrained sampler's outliers cannot overflow the inverse log transform."""
+        return self.stats.denormalize(self.info.target, y.float().clamp(max=self._y_cap)).clamp_min(0.0)
+
+    def _per_clip_mean(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Area-weighted mean of ``x (B, …)`` per clip → ``(B,)``."""
+        w = weights.to(x.dtype).expand_as(x)
+        dims = tuple(range(1, x.ndim))
+        return (x * w).sum(dims, dtype=torch.float64) / w.sum(dims, dtype=torch.float64)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if "target" not in batch:
+            return
+        v = self.config.validation
+        cond, target = self.conditioning(batch), batch["target"]
+        keep = batch["has_target"] if "has_target" in batch else torch.ones(target.shape[0], dtype=torch.bool)
+        mu = self.net.forward_mean(cond)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(v.seed * 1_000_003 + batch_idx * world + self.global_rank)
+        members = []
+        b = cond.shape[0]
+        for first in range(0, v.ensemble_size, v.members_per_batch):
+            m = min(v.members_per_batch, v.ensemble_size - first)
+            rep = lambda x: x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # noqa: E731
+            sample = self.net.sample(rep(cond), v.sampler_steps, generator, mean=rep(mu))
+            members.append(sample.reshape(m, b, *sample.shape[1:]))
+        keep = keep.to(self.device)
+        ensemble = self._physical(torch.cat(members)[:, keep])
+        truth, mean = self._physical(target[keep]), self._physical(mu[keep])
+        weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
+        self._sums[0] += self._per_clip_mean(fair_crps(ensemble, truth), weights).sum()
+        self._sums[1] += self._per_clip_mean((mean - truth).abs(), weights).sum()
+        self._sums[2] += truth.shape[0]
+        self._hist_true.update(truth)
+        self._hist_pred.update(ensemble)
