@@ -48,6 +48,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from data_catalog.errors import describe_validation_error
 from data_catalog.schema import PRECIPITATION
 
 _CREDENTIAL_IN_URL = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)[^/@\s]+@")
@@ -242,17 +243,6 @@ def _read_yaml(path: Path) -> dict:
     return doc
 
 
-def _format_validation(path: Path, err: Exception) -> CatalogError:
-    errors = getattr(err, "errors", None)
-    if callable(errors):
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in errors(include_url=False, include_input=False)
-        ]
-        return CatalogError(f"catalog {path} is invalid:\n" + "\n".join(lines))
-    return CatalogError(f"catalog {path} is invalid: {err}")
-
-
 def load_catalog(path: str | Path) -> Catalog:
     """Read a catalog YAML file (native or intake-v1 form); relative paths resolve against its folder.
 
@@ -270,7 +260,7 @@ def load_catalog(path: str | Path) -> Catalog:
     except CatalogError as err:
         raise CatalogError(f"catalog {path}: {err}") from None
     except ValueError as err:
-        raise _format_validation(path, err) from None
+        raise CatalogError(describe_validation_error(f"catalog {path} is invalid", err)) from None
     return catalog.resolved(path.parent.resolve())
 
 

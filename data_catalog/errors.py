@@ -15,3 +15,13 @@ class DataError(ValueError):
         self.problem = problem
         where = f"store '{store}'" + (f": variable '{variable}'" if variable else "")
         super().__init__(f"{where}: {problem}")
+
+
+def describe_validation_error(what: str, err: Exception) -> str:
+    """``what`` followed by one line per invalid field (dotted path: message) of a pydantic error."""
+    errors = getattr(err, "errors", None)
+    if not callable(errors):
+        return f"{what}: {err}"
+    lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+             for e in errors(include_url=False, include_input=False)]
+    return f"{what}:\n" + "\n".join(lines)

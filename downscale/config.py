@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from data_catalog.errors import describe_validation_error
 from data_catalog.prepare import PrepareConfig
 from downscale.training.config import TrainConfig
 
@@ -90,8 +91,7 @@ class PipelineConfig(BaseModel):
         try:
             return cls.model_validate(doc)
         except ValidationError as err:
-            lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
-            raise ValueError(f"pipeline config {path}:\n  " + "\n  ".join(lines)) from None
+            raise ValueError(describe_validation_error(f"pipeline config {path}", err)) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from data_catalog.errors import describe_validation_error
+
 Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "64"]
 
 
@@ -165,8 +167,7 @@ class TrainConfig(_Section):
         try:
             return cls.model_validate(doc)
         except ValidationError as err:
-            lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
-            raise ValueError(f"training config {path}:\n  " + "\n  ".join(lines)) from None
+            raise ValueError(describe_validation_error(f"training config {path}", err)) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
