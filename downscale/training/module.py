@@ -30,12 +30,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import PreparedDataset
-from data_catalog.upsample import upsample_coarse
+from downscale.models.conditioning import build_conditioning
 from downscale.models.config import NetworkConfig, network_preset
 from downscale.models.downscaler import VideoDownscaler, weighted_mse
 from downscale.training.config import TrainConfig
@@ -156,16 +155,7 @@ class DownscalingModule(pl.LightningModule):
     # ---- inputs --------------------------------------------------------------------------------------------
     def conditioning(self, batch: dict[str, Any]) -> torch.Tensor:
         """``(B, T, C_pred + C_static, …)``: upsampled coarse predictors and static fields, normalized."""
-        coarse, static = batch["coarse"], batch["static"]
-        t = coarse.shape[1]
-        if self.config.spatial_mode == "cube":
-            up = upsample_coarse(coarse, self.info.factor, "bilinear")
-        else:
-            b, _, c, pc, _ = coarse.shape
-            up = F.interpolate(coarse.reshape(b * t, c, pc, pc), scale_factor=self.info.factor, mode="bilinear",
-                               align_corners=False).reshape(b, t, c, pc * self.info.factor, pc * self.info.factor)
-        static = static.to(up.dtype).unsqueeze(1).expand(-1, t, *static.shape[1:])
-        return torch.cat([up, static], dim=2)
+        return build_conditioning(batch["coarse"], batch["static"], self.info.factor, self.config.spatial_mode)
 
     def loss_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
         """Area weights matching the trailing dims of the loss: the buffer ``(6, nf, nf)`` on whole cubes;
