@@ -56,7 +56,8 @@ def block_mean(y: torch.Tensor, factor: int, weight: torch.Tensor | None = None)
     return num / den
 
 
-def _repeat(x: torch.Tensor, factor: int) -> torch.Tensor:
+def repeat_blocks(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Each cell of ``(..., n, n)`` repeated into a ``factor × factor`` block: ``(..., n·f, n·f)``."""
     return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
@@ -85,7 +86,7 @@ def upsample_coarse(
     n = _check(x, factor)
     f = factor
     if mode == "nearest":
-        y = _repeat(x, f)
+        y = repeat_blocks(x, f)
     elif mode == "bilinear":
         lead = x.shape[:-3]
         padded = halo_pad(x, 1).reshape(-1, 1, n + 2, n + 2)
@@ -93,13 +94,21 @@ def upsample_coarse(
         y = y[..., f:-f, f:-f].reshape(*lead, N_TILES, n * f, n * f)
     else:
         raise ValueError(f"unknown upsampling mode {mode!r}: use 'nearest' or 'bilinear'")
-    if not mass_correct:
-        return y
+    return correct_block_means(y, x, f, fine_area, correction) if mass_correct else y
+
+
+def correct_block_means(y: torch.Tensor, x: torch.Tensor, factor: int, fine_area: torch.Tensor | None = None,
+                        correction: Correction = "multiplicative") -> torch.Tensor:
+    """Make each ``factor × factor`` block mean of ``y (..., 6, N, N)`` (area-weighted by ``fine_area (6, N, N)``
+    if given) equal ``x (..., 6, N/f, N/f)``: ``multiplicative`` ``y ← y · x / ⟨y⟩`` (a block whose mean is 0
+    takes ``x`` uniformly) or ``additive`` ``y ← y + x − ⟨y⟩``. Leading dims of ``x`` broadcast against ``y``'s."""
+    f = factor
     mean = block_mean(y, f, fine_area)
+    x = x.to(mean.dtype).expand_as(mean)
     if correction == "multiplicative":
         ratio = torch.where(mean != 0, x / torch.where(mean != 0, mean, torch.ones_like(mean)), torch.ones_like(x))
         fill = mean == 0
-        return torch.where(_repeat(fill, f), _repeat(x, f), y * _repeat(ratio, f))
+        return torch.where(repeat_blocks(fill, f), repeat_blocks(x, f), y * repeat_blocks(ratio, f))
     if correction == "additive":
-        return y + _repeat(x - mean, f)
+        return y + repeat_blocks(x - mean, f)
     raise ValueError(f"unknown mass correction {correction!r}: use 'multiplicative' or 'additive'")

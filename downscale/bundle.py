@@ -3,7 +3,7 @@
 A bundle is a single safetensors file: the (EMA) weights as tensors, and in its header a JSON
 document (:class:`BundleMetadata`): architecture config, normalization statistics, variables,
 resolutions and factor (recorded, never inferred from tensor shapes), clip length, training-data
-provenance, software version, and a SHA-256 of the weights. Loading never unpickles code
+provenance, baseline tables (quantile mapping), software version, and a SHA-256 of the weights. Loading never unpickles code
 (safetensors holds tensors only); a bundle whose checksum, version, variables or resolution do not
 fit is refused with a message that says what differs.
 """
@@ -53,6 +53,9 @@ class BundleMetadata(BaseModel):
     time_step_seconds: float
     normalization: dict[str, Any]
     provenance: dict[str, Any] = Field(default_factory=dict)
+    #: tables of the deterministic baselines fitted on the training split, e.g. ``quantile_mapping``
+    #: (a :class:`downscale.inference.baselines.QuantileTable` as JSON)
+    baselines: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
 
     def model_post_init(self, _: Any) -> None:

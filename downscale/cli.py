@@ -3,7 +3,10 @@
     downscale synthetic --preset demo --root data/    write synthetic FV3GFS stores and a catalog
     downscale card --preset demo --root data/ --figure-dir docs/figures   dataset card numbers and figures
     downscale validate --catalog data/catalog.yaml    open, standardize and check every member
+    downscale generate --bundle b.safetensors --catalog c.yaml --member 0003 --members 8 --out o.zarr
     downscale run --demo --workdir demo-run            the pipeline's stages without Prefect
+    downscale evaluate --output o.zarr --diagnostics diag/              score every source against the truth
+    downscale report --diagnostics diag/ --output o.zarr --html r.html  the offline HTML validation report
 """
 
 from __future__ import annotations
@@ -63,12 +66,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from downscale.config import PipelineConfig, demo_config
 
     config = demo_config(args.workdir, args.preset) if args.demo else PipelineConfig.from_yaml(args.config)
-    steps = [stages.prepared_data, stages.trained_model]
+    steps = [stages.prepared_data, stages.trained_model, stages.generated_outputs]
+    if config.evaluate:
+        steps.append(stages.evaluation)
     if config.data.synthetic is not None:
         steps.insert(0, stages.synthetic_data)
     for step in steps:
         result = step(config, args.overwrite)
         print(f"{result.name:10s} {'skipped' if result.skipped else 'ran':8s} {result.path}  {result.detail}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from downscale.inference.config import DEFAULT_SAMPLER, GenerateConfig
+    from downscale.inference.generate import generate
+
+    flags = {"bundle": args.bundle, "catalog": args.catalog, "member": args.member, "output": args.out,
+             "members": args.members, "seed": args.seed, "start": args.start, "end": args.end,
+             "members_per_batch": args.members_per_batch, "time_block": args.time_block,
+             "workers": args.workers, "device": args.device, "scheduler": args.scheduler,
+             "mass_correction": args.mass_correction or None, "overwrite": args.overwrite or None}
+    doc = {k: v for k, v in flags.items() if v is not None}
+    sampler = {k: v for k, v in (("kind", args.sampler), ("num_steps", args.steps)) if v is not None}
+    if sampler:  # merged into the YAML's sampler, or into the default one
+        doc["sampler"] = sampler if args.config else {**DEFAULT_SAMPLER.model_dump(), **sampler}
+    config = GenerateConfig.from_yaml(args.config, doc) if args.config else GenerateConfig.validated(doc)
+    print(f"output: {generate(config)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from downscale.report import evaluate
+
+    paths = evaluate(args.output, args.diagnostics, overwrite=args.overwrite, factor=args.factor,
+                     n_boot=args.n_boot)
+    for kind, path in paths.items():
+        print(f"{kind:10s} {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from downscale.report import render_report
+
+    print(f"report: {render_report(args.diagnostics, args.output, args.html, overwrite=args.overwrite)}")
     return 0
 
 
@@ -104,6 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     # `train` has its own parser (downscale.training.trainer.main); listed here for --help.
     sub.add_parser("train", help="train the model from a training YAML (docs/training.md); --resume continues",
                    add_help=False)
+
+    p = _add(sub, "generate", "downscale a coarse run of a catalog into an ensemble + baselines (docs/inference.md)",
+             _cmd_generate)
+    p.add_argument("--config", type=Path, help="generate YAML (downscale.inference.config); flags override it")
+    p.add_argument("--bundle", type=Path, help="model bundle (.safetensors) from downscale train")
+    p.add_argument("--catalog", type=Path, help="catalog YAML that holds the coarse run")
+    p.add_argument("--member", help="catalog member (run) to downscale")
+    p.add_argument("--out", type=Path, help="output Zarr store")
+    p.add_argument("--members", type=int, help="ensemble size (default 8)")
+    p.add_argument("--seed", type=int, help="base seed (default 0)")
+    p.add_argument("--start", help="first time, ISO date (default: the run's first)")
+    p.add_argument("--end", help="last time, ISO date, inclusive (default: the run's last)")
+    p.add_argument("--sampler", choices=["heun", "dpmpp_2m"], help="sampler (default dpmpp_2m)")
+    p.add_argument("--steps", type=int, help="sampler steps (NFE = steps for dpmpp_2m, 2·steps − 1 for heun)")
+    p.add_argument("--members-per-batch", type=int, help="members sampled at once (memory knob)")
+    p.add_argument("--time-block", type=int, help="frames per work item (and shard)")
+    p.add_argument("--workers", type=int, help="work items at once (local Dask threads)")
+    p.add_argument("--scheduler", help="Dask scheduler address to run the work items on")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--mass-correction", action="store_true", help="rescale members to the coarse input's mass")
+    p.add_argument("--overwrite", action="store_true", help="replace a complete output store")
+
+    p = _add(sub, "evaluate", "score the ensemble, baselines and coarse input of an output store against its "
+             "truth; writes metrics.json, maps.zarr, curves.nc and evaluation.json", _cmd_evaluate)
+    p.add_argument("--output", required=True, help="output store (Zarr) with PRATEsfc and PRATEsfc_truth")
+    p.add_argument("--diagnostics", required=True, type=Path, help="folder to write the diagnostics into")
+    p.add_argument("--factor", type=int, help="fine/coarse ratio, only if the store lacks the 'factor' attribute")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the return-level CIs (default 200)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing evaluation in --diagnostics")
+
+    p = _add(sub, "report", "render the validation report (one offline HTML file) from a diagnostics folder",
+             _cmd_report)
+    p.add_argument("--diagnostics", required=True, type=Path, help="diagnostics folder from `downscale evaluate`")
+    p.add_argument("--output", required=True, help="the evaluated output store (grid corners, provenance)")
+    p.add_argument("--html", required=True, type=Path, help="report file to write, e.g. report.html")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report file")
 
     p = _add(sub, "run", "run the pipeline's stages in this process, without Prefect (see also flows.pipeline)",
              _cmd_run)

@@ -13,6 +13,10 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
       network: demo                    # output_dir default to workdir/prepared and workdir/train
       max_steps: 240
       batch_size: 2
+    generate:                          # downscale.inference.config.GenerateConfig; bundle, catalog and
+      members: 8                       # output default to the workdir's, member to the first held-out one
+      sampler: {kind: dpmpp_2m, num_steps: 8}
+    evaluate: true                     # diagnostics (metrics.json, maps, curves) and report.html
 
 Paths are plain strings/paths so the object travels as Prefect flow parameters.
 """
@@ -27,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from data_catalog.errors import describe_validation_error
 from data_catalog.prepare import PrepareConfig
+from downscale.inference.config import GenerateConfig
 from downscale.training.config import TrainConfig
 
 
@@ -55,17 +60,33 @@ class PipelineConfig(BaseModel):
     data: DataSource = Field(default_factory=lambda: DataSource(synthetic="demo"))
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     train: TrainConfig
+    generate: GenerateConfig
+    evaluate: bool = Field(True, description="score the generated store and write the HTML report")
 
     @model_validator(mode="before")
     @classmethod
-    def _train_paths_from_workdir(cls, doc: Any) -> Any:
+    def _paths_from_workdir(cls, doc: Any) -> Any:
+        """Paths that follow from ``workdir`` (train dataset/output; generate bundle/catalog/member/output)
+        unless the file gives them."""
         if not isinstance(doc, dict) or "workdir" not in doc:
             return doc
         doc = dict(doc)
+        workdir = Path(doc["workdir"])
         train = doc.get("train") or {}
         if isinstance(train, dict):
-            workdir = Path(doc["workdir"])
-            doc["train"] = {"dataset": workdir / "prepared", "output_dir": workdir / "train", **train}
+            train = {"dataset": workdir / "prepared", "output_dir": workdir / "train", **train}
+            doc["train"] = train
+        generate = doc.get("generate") or {}
+        if isinstance(generate, dict) and isinstance(train, dict):
+            data = doc.get("data") or {}
+            catalog = data.get("catalog") if isinstance(data, dict) else None
+            splits = ((doc.get("prepare") or {}).get("splits") or {}) if isinstance(doc.get("prepare"), dict) else {}
+            held_out = list(splits.get("validation_members") or splits.get("test_members") or [])
+            member = generate.get("member") or (held_out[0] if held_out else None)
+            defaults = {"bundle": Path(train["output_dir"]) / "model.bundle.safetensors",
+                        "catalog": catalog or workdir / "data" / "catalog.yaml",
+                        "output": workdir / "outputs" / f"{member}.zarr"}
+            doc["generate"] = {**defaults, **({"member": member} if member else {}), **generate}
         return doc
 
     @property
@@ -79,6 +100,14 @@ class PipelineConfig(BaseModel):
     @property
     def prepared_dir(self) -> Path:
         return Path(self.train.dataset)
+
+    @property
+    def diagnostics_dir(self) -> Path:
+        return Path(self.workdir) / "diagnostics"
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.workdir) / "report.html"
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PipelineConfig:
@@ -115,4 +144,7 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
             "hardware": {"num_workers": 0 if small else 2},
             "log_every_n_steps": 5 if small else 25,
         },
+        # ten days of the held-out member (the tests preset has four): 4 members, 8-step DPM-Solver++(2M)
+        "generate": {"members": 2 if small else 4, "end": None if small else "2016-08-15",
+                     "time_block": 16 if small else 40, "workers": 1},
     })

@@ -83,3 +83,29 @@ def trained_model(config: PipelineConfig, overwrite: bool = False) -> StageResul
                 return StageResult("train", bundle, True, f"bundle {meta.bundle_id} complete")
     path = train(config.train, resume=not overwrite)
     return StageResult("train", Path(path), False)
+
+
+def generated_outputs(config: PipelineConfig, overwrite: bool = False) -> StageResult:
+    """Downscale the configured run into the ensemble store (resuming an interrupted one)."""
+    from downscale.inference import store
+    from downscale.inference.generate import generate
+
+    gen = config.generate.model_copy(update={"overwrite": overwrite})
+    if store.is_complete(gen.output) and not overwrite:
+        return StageResult("generate", gen.output, True, "complete")
+    path = generate(gen)
+    return StageResult("generate", path, False, f"{gen.members} members of {gen.member}")
+
+
+def evaluation(config: PipelineConfig, overwrite: bool = False) -> StageResult:
+    """Score the generated store (diagnostics folder) and write the HTML report; skipped when both exist."""
+    from downscale.report.evaluate import evaluate
+    from downscale.report.inputs import is_complete
+    from downscale.report.render import render_report
+
+    store, diagnostics, html = config.generate.output, config.diagnostics_dir, config.report_path
+    if is_complete(diagnostics) and html.exists() and not overwrite:
+        return StageResult("evaluate", html, True, "diagnostics and report complete")
+    evaluate(store, diagnostics, overwrite=True)
+    render_report(diagnostics, store, html, overwrite=True)
+    return StageResult("evaluate", html, False, f"diagnostics in {diagnostics}")

@@ -53,6 +53,17 @@ def train_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageR
     return _report(stages.trained_model(config, overwrite))
 
 
+@task(name="generate", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_transient)
+def generate_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
+    """A retry resumes: finished work items in the store are kept."""
+    return _report(stages.generated_outputs(config, overwrite))
+
+
+@task(name="evaluate")
+def evaluate_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
+    return _report(stages.evaluation(config, overwrite))
+
+
 @flow(name="prepare")
 def prepare_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
     """Data: synthetic generation if configured, validation of every member, the prepared dataset."""
@@ -66,10 +77,19 @@ def train_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageR
     return train_task(config, overwrite)
 
 
+@flow(name="downscale")
+def downscale_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
+    """Ensemble downscaling of the configured run, then (if ``config.evaluate``) diagnostics and the report."""
+    results = [generate_task(config, overwrite)]
+    if config.evaluate:
+        results.append(evaluate_task(config, overwrite))
+    return results
+
+
 @flow(name="pipeline")
 def pipeline_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
     """Every stage in order; a rerun skips the stages whose outputs are complete and valid."""
-    results = [prepare_flow(config, overwrite), train_flow(config, overwrite)]
+    results = [prepare_flow(config, overwrite), train_flow(config, overwrite), *downscale_flow(config, overwrite)]
     rows = "\n".join(f"| {r.name} | {'skipped' if r.skipped else 'ran'} | `{r.path}` | {r.detail} |" for r in results)
     create_markdown_artifact(
         key="pipeline-outputs",

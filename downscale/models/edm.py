@@ -20,7 +20,8 @@ Noise model: x = y + n, n ~ N(0, σ² I). The denoiser D(x; σ) estimates E[y | 
       σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ,  i < N;  σ_N = 0
 
   Heun's 2nd-order step except on the last step (σ_N = 0), with optional churn S_churn, S_tmin,
-  S_tmax, S_noise.
+  S_tmax, S_noise. The initial noise (``latents``) and the churn noise (``churn_noise(i)``) can be
+  supplied by the caller, e.g. keyed to global frame indices for bit-reproducible ensemble members.
 
 Shapes: clips ``(B, T, C, 6, H, W)`` (cube) or ``(B, T, C, H, W)`` (patch); σ per clip ``(B,)``.
 σ_d (``sigma_data``) is the std of the data the diffusion models — here the residual target − μ of
@@ -127,29 +128,42 @@ def edm_sigma_steps(num_steps: int, sigma_min: float = 0.002, sigma_max: float =
 def edm_heun_sampler(denoise: Denoiser, shape: tuple[int, ...], *, num_steps: int = 18, sigma_min: float = 0.002,
                      sigma_max: float = 80.0, rho: float = 7.0, S_churn: float = 0.0, S_tmin: float = 0.0,
                      S_tmax: float = math.inf, S_noise: float = 1.0, generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """EDM Algorithm 2: draw ``x_0 ~ N(0, σ_0² I)`` of ``shape`` and integrate the probability-flow ODE
+                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                     latents: torch.Tensor | None = None,
+                     churn_noise: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
+    """EDM Algorithm 2: start from ``x_0 ~ N(0, σ_0² I)`` of ``shape`` and integrate the probability-flow ODE
     ``dx/dσ = (x − D(x; σ))/σ`` down to σ_N = 0 with Heun steps; returns ``x_N`` (``dtype``).
 
-    ``denoise(x, sigma)`` gets ``x`` in ``dtype`` and ``sigma (B,)``. All randomness (initial noise and
-    churn) comes from ``generator``, so a seeded generator reproduces a sample exactly. The ODE state is
-    kept in float64 (as the paper's code does) to keep the 2nd-order steps accurate.
+    ``denoise(x, sigma)`` gets ``x`` in ``dtype`` and ``sigma (B,)``. ``latents`` (unit variance, ``shape``)
+    fix the initial noise, ``x_0 = σ_0·latents``; ``churn_noise(i)`` returns the unit-variance noise
+    (``shape``) added at step ``i ∈ [0, num_steps)``, called only on steps with churn (γ_i > 0). What is not
+    supplied is drawn from ``generator`` (initial noise first, then churn step by step), so a seeded
+    generator reproduces a sample exactly. The ODE state is kept in float64 (as the paper's code does) to
+    keep the 2nd-order steps accurate.
     """
     t_steps = edm_sigma_steps(num_steps, sigma_min, sigma_max, rho, device=device)
     batch = shape[0]
 
     def D(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        sigma = torch.full((batch,), float(t), dtype=dtype, device=device)
+        sigma = torch.full((batch,), float(t), dtype=dtype, device=x.device)
         return denoise(x.to(dtype), sigma).to(torch.float64)
 
-    x_next = torch.randn(shape, generator=generator, dtype=torch.float64, device=device) * t_steps[0]
+    def draw() -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=torch.float64, device=device)
+
+    def unit_noise(noise: torch.Tensor, what: str) -> torch.Tensor:
+        if tuple(noise.shape) != tuple(shape):
+            raise ValueError(f"{what} must have shape {tuple(shape)}, got {tuple(noise.shape)}")
+        return noise.to(device=device, dtype=torch.float64)
+
+    x_next = (draw() if latents is None else unit_noise(latents, "latents")) * t_steps[0]
     for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:], strict=True)):
         x_cur = x_next
         # Churn: raise the noise level to t_hat = (1 + γ)·t_cur by adding fresh noise.
         gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_tmin <= t_cur <= S_tmax else 0.0
         t_hat = t_cur + gamma * t_cur
         if gamma > 0:
-            eps = torch.randn(shape, generator=generator, dtype=torch.float64, device=device)
+            eps = draw() if churn_noise is None else unit_noise(churn_noise(i), f"churn_noise({i})")
             x_hat = x_cur + (t_hat**2 - t_cur**2).sqrt() * S_noise * eps
         else:
             x_hat = x_cur

@@ -210,10 +210,22 @@ def bundle_metadata(config: TrainConfig, info: DatasetInfo, network: NetworkConf
     )
 
 
+def baseline_tables(info: DatasetInfo) -> dict[str, Any]:
+    """Tables of the deterministic baselines, fitted on the training split of the prepared dataset (the
+    quantile-mapping table); empty, with a warning, when that dataset is no longer there."""
+    from downscale.inference.baselines import fit_quantile_table
+
+    if not PreparedDataset.is_complete(info.path):
+        log.warning("prepared dataset %s not found: the bundle gets no quantile-mapping table", info.path)
+        return {}
+    return {"quantile_mapping": fit_quantile_table(PreparedDataset.open(info.path)).model_dump(mode="json")}
+
+
 def export_module(module: DownscalingModule, out: str | Path, checkpoint_name: str | None = None) -> BundleMetadata:
     """Write the EMA weights of a trained module as a bundle."""
     meta = bundle_metadata(module.config, module.info, module.network_config, int(module.global_step),
                            module.ema.num_updates, checkpoint_name)
+    meta = meta.model_copy(update={"baselines": baseline_tables(module.info)})
     return save_bundle(out, module.ema.averaged_state(), meta)
 
 
@@ -227,7 +239,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path) -> BundleMetadata:
     config, info = TrainConfig.model_validate(hp["train_config"]), DatasetInfo.model_validate(hp["dataset"])
     meta = bundle_metadata(config, info, ckpt[CHECKPOINT_KEY]["network"], int(ckpt["global_step"]),
                            int(ckpt["ema"]["num_updates"]), checkpoint.name)
-    return save_bundle(out, ckpt["ema"]["shadow"], meta)
+    return save_bundle(out, ckpt["ema"]["shadow"], meta.model_copy(update={"baselines": baseline_tables(info)}))
 
 
 def load_model_from_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoDownscaler, BundleMetadata]:

@@ -1,4 +1,4 @@
-"""Fixtures of the training tests: one tiny prepared dataset per session, one torch thread, subprocess runs."""
+"""Fixtures of the training tests: one tiny prepared dataset per session, subprocess runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from downscale.training.config import TrainConfig
@@ -23,15 +22,6 @@ REPO = Path(__file__).resolve().parents[3]
 def tiny_prepared(tmp_path_factory) -> Path:
     """Synthetic ``tests`` preset, C4 → C16, 2 members (0002 held out), clips of 3 frames."""
     return prepare_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread (and the test machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def free_port() -> int:

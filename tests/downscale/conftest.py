@@ -1,4 +1,4 @@
-"""Model tests run tiny tensors: one torch thread is as fast as two and immune to a busy machine
+"""The downscale tests run tiny tensors: one torch thread is as fast as two and immune to a busy machine
 (two OpenMP threads on two shared cores can be >10× slower). Restored after each test."""
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Inference: samplers with recorded settings and time-window fusion for long blocks."""

@@ -1,0 +1,114 @@
+"""The configuration of an ensemble downscaling run: one pydantic model shared by ``downscale generate``,
+the pipeline config and the Prefect flow parameters.
+
+Complete example (every field; only ``bundle``, ``catalog``, ``member`` and ``output`` are required)::
+
+    bundle: runs/demo/train/model.bundle.safetensors   # the trained model (downscale train)
+    catalog: data/catalog.yaml        # where the coarse run is (native or intake-v1 catalog)
+    member: "0003"                    # which run of the catalog to downscale
+    output: outputs/0003.zarr         # the Zarr v3 output store (refused if complete, unless overwrite)
+    start: null                       # first time to downscale (ISO date, Julian calendar); null = the run's first
+    end: null                         # last time (inclusive); null = the run's last
+    members: 8                        # ensemble size N
+    seed: 0                           # base seed: member k, frame t draw from seed_of(seed, k, t)
+    sampler: {kind: dpmpp_2m, num_steps: 8}   # or {kind: heun, num_steps: 18, S_churn: 0, ...}
+    members_per_batch: 2              # members sampled at once (memory knob; 1 = least memory)
+    time_block: 40                    # frames per work item (and per shard); memory does not grow with the period
+    member_block: null                # members per work item; null = all members in one item per time block
+    window_stride: null               # frames between overlapping T-frame windows; null = T // 2 (T = the bundle's)
+    context_frames: null              # frames sampled beyond each side of a time block; null = T
+    baselines: [bilinear, deterministic, qm]
+    mass_correction: false            # rescale each member so its coarse-grained field equals the input
+    include_truth: true               # write the fine truth beside the ensemble when the run has it
+    device: auto                      # auto | cpu | cuda | cuda:1 …
+    workers: 1                        # work items run at once (Dask threads on this machine)
+    scheduler: null                   # a Dask scheduler address (tcp://…) to run items on a cluster instead
+    overwrite: false                  # replace a complete output store
+
+Validation errors name the field and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from data_catalog.errors import describe_validation_error
+from downscale.inference.samplers import SamplerConfig
+
+Baseline = Literal["bilinear", "deterministic", "qm"]
+
+#: The default sampler, chosen from the NFE curve on the demo validation split (docs/inference.md).
+DEFAULT_SAMPLER = SamplerConfig(kind="dpmpp_2m", num_steps=8)
+
+
+class GenerateConfig(BaseModel):
+    """One ensemble downscaling run (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bundle: Path
+    catalog: Path
+    member: str
+    output: Path
+    start: str | None = None
+    end: str | None = None
+    members: int = Field(8, ge=1, description="ensemble size")
+    seed: int = Field(0, ge=0)
+    sampler: SamplerConfig = DEFAULT_SAMPLER
+    members_per_batch: int = Field(2, ge=1, description="members sampled at once (memory knob)")
+    time_block: int = Field(40, ge=1, description="frames per work item and per shard")
+    member_block: int | None = Field(None, ge=1, description="members per work item; null = all")
+    window_stride: int | None = Field(None, ge=1, description="frames between overlapping windows; null = T // 2")
+    context_frames: int | None = Field(None, ge=0, description="frames sampled beyond each side of a block; null = T")
+    baselines: tuple[Baseline, ...] = ("bilinear", "deterministic", "qm")
+    mass_correction: bool = False
+    include_truth: bool = True
+    device: str = "auto"
+    workers: int = Field(1, ge=1, description="work items at once (Dask threads)")
+    scheduler: str | None = Field(None, description="Dask scheduler address; null = local")
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateConfig:
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines repeat: {list(self.baselines)}")
+        if self.member_block is not None and self.member_block > self.members:
+            raise ValueError(f"member_block ({self.member_block}) exceeds members ({self.members})")
+        return self
+
+    @property
+    def members_per_item(self) -> int:
+        return self.member_block or self.members
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> GenerateConfig:
+        """Read a YAML file (or the ``generate:`` section of one), fields in ``overrides`` replacing the file's
+        (nested ``sampler`` fields merge); errors name the file and the field."""
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"generate config {path}: cannot be read ({err})") from None
+        if isinstance(doc, dict) and "generate" in doc:
+            doc = doc["generate"]
+        if overrides:
+            if not isinstance(doc, dict):
+                raise ValueError(f"generate config {path}: expected a mapping at the top level")
+            sampler = {**(doc.get("sampler") or {}), **overrides.get("sampler", {})}
+            doc = {**doc, **overrides, **({"sampler": sampler} if sampler else {})}
+        return cls.validated(doc, f"generate config {path}")
+
+    @classmethod
+    def validated(cls, doc: object, what: str = "downscale generate") -> GenerateConfig:
+        """Validate a mapping (YAML, merged CLI flags); a ValueError names ``what`` and each bad field."""
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(what, err)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,274 @@
+"""Downscale a coarse run of the catalog into a high-resolution ensemble with deterministic baselines.
+
+    generate(GenerateConfig(bundle=..., catalog=..., member="0003", output="out.zarr", members=8))
+
+Steps:
+
+1. **Open and check** (:func:`open_run`): the catalog member is opened lazily; the bundle must fit it
+   (predictors, C-N of both grids, time step); the period (``start``…``end``) must be gap-free and at
+   least one clip long. Every failure names the store, the variable and the problem.
+2. **Plan**: the period is cut into work items of ``time_block`` frames × ``member_block`` members
+   (:func:`downscale.inference.store.plan_items`). An item samples its frames plus ``context_frames``
+   on each side (so the model sees the weather coming and going), with overlapping T-frame windows
+   fused at every denoising step, and writes only its own frames. Memory depends on ``time_block``,
+   never on the period's length.
+3. **Run** the items still missing from the store (a restarted run skips finished ones), serially or on
+   Dask (local threads, or a scheduler address), each a region write into the Zarr v3 store.
+4. **Finalize**: consolidated metadata once at the end; only then is the store complete.
+
+Deterministic baselines (``bilinear``: cube-aware bilinear interpolation, mass-corrected; ``deterministic``:
+the model's own mean μ; ``qm``: quantile mapping of the bilinear field onto the training climatology),
+the coarse input and the truth (when the run has it) are written by the first member block of each
+time block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cftime
+import numpy as np
+import torch
+import xarray as xr
+
+from data_catalog.catalog import Catalog, load_catalog
+from data_catalog.errors import DataError
+from data_catalog.loader import MemberData, open_grid, open_member, open_topography
+from data_catalog.schema import PRECIPITATION, TIME
+from data_catalog.upsample import correct_block_means
+from downscale.bundle import BundleError, BundleMetadata, check_inputs, read_bundle_metadata
+from downscale.inference import store
+from downscale.inference.baselines import QuantileTable, interpolate_baseline, quantile_map
+from downscale.inference.config import GenerateConfig
+from downscale.inference.runtime import Runtime, frame_seed, load_runtime, resolve_device
+
+log = logging.getLogger(__name__)
+
+COARSE_PRECIPITATION = f"{PRECIPITATION}_coarse"
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A checked coarse run: the member's data restricted to the period, its grids and the bundle."""
+
+    catalog: Catalog
+    data: MemberData
+    times: np.ndarray                 # cftime, the period's frames
+    first: int                        # index of the period's first frame in the member's time axis
+    meta: BundleMetadata
+    fine_grid: xr.Dataset
+    coarse_area: xr.DataArray
+    topography: np.ndarray | None
+
+    @property
+    def store_names(self) -> str:
+        return ", ".join(self.data.stores)
+
+
+def _parse_time(text: str, calendar: str, field: str) -> cftime.datetime:
+    try:
+        d = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"generate config: {field} {text!r} is not an ISO date like 2016-08-05") from None
+    return cftime.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, calendar=calendar)
+
+
+def _period(times: np.ndarray, config: GenerateConfig, store_name: str, step: float, frames: int) -> slice:
+    """Indices of the configured period; refuses gaps and periods shorter than one clip."""
+    calendar = times[0].calendar
+    lo = 0 if config.start is None else int(np.searchsorted(times, _parse_time(config.start, calendar, "start")))
+    hi = len(times) if config.end is None else int(
+        np.searchsorted(times, _parse_time(config.end, calendar, "end"), side="right"))
+    chosen = times[lo:hi]
+    if len(chosen) < frames:
+        raise DataError(store_name, f"the period {config.start or times[0]} … {config.end or times[-1]} holds "
+                        f"{len(chosen)} frames; the model needs at least one clip of {frames}", TIME)
+    steps = np.array([(b - a).total_seconds() for a, b in zip(chosen[:-1], chosen[1:], strict=True)])
+    gaps = np.flatnonzero(steps != step)
+    if gaps.size:
+        where = ", ".join(f"{chosen[i]} → {chosen[i + 1]}" for i in gaps[:3])
+        raise DataError(store_name, f"the period has {gaps.size} gap(s) in time (expected a {step / 3600:g} h step): "
+                        f"{where}; downscale each gap-free part separately (start/end)", TIME)
+    return slice(lo, hi)
+
+
+def open_run(config: GenerateConfig) -> RunInput:
+    """Open the catalog member lazily and check it against the bundle (module docstring, step 1)."""
+    meta = read_bundle_metadata(config.bundle)
+    catalog = load_catalog(config.catalog)
+    res = catalog.resolution
+    source = f"catalog '{catalog.name}' member '{config.member}'"
+    if res.fine != meta.fine_resolution:
+        raise BundleError(f"{source}: fine grid C{res.fine} but bundle {meta.bundle_id} downscales to "
+                          f"C{meta.fine_resolution}")
+    check_inputs(meta, catalog.predictors, res.coarse, None, source)
+    if COARSE_PRECIPITATION not in meta.predictors:
+        raise BundleError(f"bundle {meta.bundle_id}: has no {COARSE_PRECIPITATION} predictor; the baselines and "
+                          f"the mass check need the coarse precipitation")
+    data = open_member(catalog, config.member, check=False)
+    times = np.asarray(data.coarse.indexes[TIME])
+    period = _period(times, config, ", ".join(data.stores), meta.time_step_seconds, meta.clip_frames)
+    grid = open_grid(catalog, "fine")
+    topography = open_topography(catalog).values if catalog.static is not None else None
+    return RunInput(catalog, data, times[period], period.start, meta, grid, open_grid(catalog, "coarse")["area"],
+                    topography)
+
+
+def output_spec(run: RunInput, config: GenerateConfig, runtime_attrs: dict) -> store.OutputSpec:
+    has_truth = config.include_truth and run.data.fine is not None
+    return store.OutputSpec(
+        members=tuple(f"{k + 1:04d}" for k in range(config.members)), times=run.times, grid=run.fine_grid,
+        coarse_area=run.coarse_area, factor=run.meta.factor, baselines=tuple(config.baselines),
+        has_truth=has_truth, time_block=config.time_block, member_block=config.members_per_item,
+        attrs=runtime_attrs)
+
+
+def provenance(run: RunInput, config: GenerateConfig) -> dict:
+    """Global attributes recording how the store was made."""
+    frames = run.meta.clip_frames
+    joins = list(range(config.time_block, len(run.times), config.time_block))
+    return {
+        "bundle_id": run.meta.bundle_id, "bundle": str(config.bundle),
+        "bundle_created": run.meta.created, "bundle_software_version": run.meta.software_version,
+        "input_catalog": run.catalog.name, "input_member": config.member, "input_stores": list(run.data.stores),
+        "members": config.members, "seed": config.seed,
+        "seed_rule": "member k (0-based), global frame t: numpy SeedSequence([seed, k, t, 0]); "
+                     "variable 'seed' holds each frame's seed",
+        **config.sampler.attrs(),
+        "window_frames": frames, "window_stride": min(config.window_stride or max(frames // 2, 1), frames),
+        "context_frames": _context(config, frames), "time_block": config.time_block,
+        "window_joins": joins, "mass_correction": str(config.mass_correction).lower(),
+        "baselines": list(config.baselines),
+    }
+
+
+def _context(config: GenerateConfig, frames: int) -> int:
+    return frames if config.context_frames is None else config.context_frames
+
+
+# ---- one work item -----------------------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _cached(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
+    """The opened run and loaded model of a config, once per process (Dask workers call items repeatedly)."""
+    run = open_run(config)
+    runtime = load_runtime(config.bundle, config.device, config.sampler, config.window_stride,
+                           config.members_per_batch, run.fine_grid["lat"].values, run.fine_grid["lon"].values,
+                           run.topography)
+    qm = run.meta.baselines.get("quantile_mapping")
+    table = QuantileTable.model_validate(qm) if qm else None
+    area = torch.as_tensor(run.fine_grid["area"].values, dtype=torch.float64, device=runtime.device)
+    return run, runtime, table, area
+
+
+def _read_block(run: RunInput, names: tuple[str, ...], lo: int, hi: int) -> np.ndarray:
+    """Raw coarse predictors ``(hi − lo, C, 6, nc, nc)`` float32 of period frames ``lo … hi − 1``; refuses NaN/inf."""
+    sel = {TIME: slice(run.first + lo, run.first + hi)}
+    out = []
+    for name in names:
+        values = np.asarray(run.data.coarse[name].isel(sel).values, dtype=np.float32)
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            raise DataError(run.store_names, f"{bad} NaN/inf values in frames {lo}…{hi - 1} of the period", name)
+        out.append(values)
+    return np.stack(out, axis=1)
+
+
+def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkItem) -> str:
+    """Sample and write one work item of the store laid out by ``spec``; returns its key."""
+    run, rt, table, area = _cached(config)
+    frames, context = run.meta.clip_frames, _context(config, run.meta.clip_frames)
+    t = item.time_slice(spec)
+    lo, hi = max(t.start - context, 0), min(t.stop + context, len(run.times))
+    if hi - lo < frames:  # a short last block: widen backwards to one clip
+        lo = max(hi - frames, 0)
+    keep = slice(t.start - lo, t.stop - lo)
+    raw = _read_block(run, run.meta.predictors, lo, hi)
+    cond = rt.conditioning(rt.normalize_coarse(raw))
+    mu = rt.mean(cond)
+    m = item.member_slice(spec)
+    seeds = np.array([[frame_seed(config.seed, k, run.first + f) for f in range(lo, hi)]
+                      for k in range(m.start, m.stop)], dtype=np.int64)
+    ensemble = rt.members(cond, mu, seeds)[:, keep]
+    coarse_p = torch.from_numpy(raw[keep, run.meta.predictors.index(COARSE_PRECIPITATION)]).to(rt.device)
+    if config.mass_correction:
+        ensemble = correct_block_means(ensemble.double(), coarse_p, run.meta.factor, area).clamp_min(0).float()
+    deterministic = truth = coarse = None
+    if item.member_block == 0:
+        deterministic = _baselines(config, rt, table, mu[0, keep, 0], coarse_p, area)
+        coarse = raw[keep, run.meta.predictors.index(COARSE_PRECIPITATION)]
+        if spec.has_truth:
+            truth = np.asarray(run.data.fine[run.catalog.precipitation].isel(
+                {TIME: slice(run.first + t.start, run.first + t.stop)}).values, dtype=np.float32)
+    store.write_item(config.output, spec, item, ensemble.cpu().numpy().astype(np.float32), seeds[:, keep],
+                     deterministic, truth, coarse)
+    return item.key
+
+
+def _baselines(config: GenerateConfig, rt: Runtime, table: QuantileTable | None, mu: torch.Tensor,
+               coarse_p: torch.Tensor, area: torch.Tensor) -> dict[str, np.ndarray]:
+    """``(t, 6, nf, nf)`` float32 of each configured baseline."""
+    out: dict[str, torch.Tensor] = {}
+    interpolated = interpolate_baseline(coarse_p.double(), rt.meta.factor, area)
+    for name in config.baselines:
+        if name == "bilinear":
+            out[name] = interpolated
+        elif name == "deterministic":
+            out[name] = rt.physical(mu)
+        elif name == "qm":
+            out[name] = quantile_map(interpolated, table)
+    return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------
+def _check_baselines(run: RunInput, config: GenerateConfig) -> None:
+    if "qm" in config.baselines and not run.meta.baselines.get("quantile_mapping"):
+        raise BundleError(f"bundle {run.meta.bundle_id} ({config.bundle}) holds no quantile-mapping table; "
+                          f"drop 'qm' from baselines or re-export the bundle from its training run")
+
+
+def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.WorkItem]) -> None:
+    if not items:
+        return
+    if config.workers == 1 and config.scheduler is None:
+        for item in items:
+            log.info("item %s", run_item(config, spec, item))
+        return
+    from distributed import Client, LocalCluster
+
+    if config.scheduler is None:
+        torch.set_num_threads(max(1, torch.get_num_threads() // config.workers))
+        cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=config.workers,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(config.scheduler)
+    try:
+        futures = client.map(run_item, [config] * len(items), [spec] * len(items), items, key=[f"downscale-{i.key}" for i in items],
+                             pure=False)
+        for done in client.gather(futures):
+            log.info("item %s", done)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def generate(config: GenerateConfig) -> Path:
+    """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
+    out = Path(config.output)
+    if store.is_complete(out) and not config.overwrite:
+        raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it")
+    run = open_run(config)
+    _check_baselines(run, config)
+    resolve_device(config.device)  # a bad device name fails here, not in a worker
+    spec = output_spec(run, config, provenance(run, config))
+    store.create_store(out, spec, overwrite=config.overwrite)
+    pending = store.pending_items(out, spec)
+    log.info("%s: %d of %d work items to run", out, len(pending), len(store.plan_items(spec)))
+    _execute(config, spec, pending)
+    store.finalize_store(out, spec)
+    return out

@@ -1,0 +1,190 @@
+"""``generate`` end to end on a tiny trained bundle: a complete CF store, reproducible members, resume after
+kill, concurrent writers, and bad inputs refused with messages that name the problem."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cf_xarray  # noqa: F401  (registers the .cf accessor)
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from data_catalog.coarsen import coarse_grain
+from downscale.bundle import BundleError
+from downscale.cli import main as cli
+from downscale.inference import store
+from downscale.inference.config import GenerateConfig
+from downscale.inference.generate import generate
+from downscale.training.ddp_script import prepare_tiny_dataset, tiny_config
+from downscale.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    """A tiny bundle (C4 → C16, T = 3) trained for a few steps, and the catalog it came from."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("gen")
+    prepared = prepare_tiny_dataset(root, days=2)
+    bundle = train(tiny_config(prepared, root / "train", max_steps=4))
+    return {"root": root, "bundle": bundle, "catalog": root / "synthetic" / "catalog.yaml"}
+
+
+def _config(setup, out: Path, **kw) -> GenerateConfig:
+    doc = {"bundle": setup["bundle"], "catalog": setup["catalog"], "member": "0002", "output": out, "members": 3,
+           "sampler": {"kind": "dpmpp_2m", "num_steps": 3}, "time_block": 6, "members_per_batch": 1, **kw}
+    return GenerateConfig.model_validate(doc)
+
+
+@pytest.fixture(scope="module")
+def reference(setup) -> Path:
+    """One uninterrupted serial run: 16 frames in items of 6 → 3 time blocks."""
+    return generate(_config(setup, setup["root"] / "reference.zarr"))
+
+
+def _equal_stores(a: Path, b: Path) -> None:
+    x, y = xr.open_zarr(a), xr.open_zarr(b)
+    assert set(x.data_vars) == set(y.data_vars)
+    for name in x.data_vars:
+        np.testing.assert_array_equal(x[name].values, y[name].values, err_msg=name)
+
+
+def test_output_is_a_complete_cf_store_with_baselines_truth_and_provenance(reference, setup):
+    ds = store.open_output(reference)
+    assert ds.PRATEsfc.dims == ("member", "time", "tile", "grid_yt", "grid_xt")
+    assert ds.PRATEsfc.shape == (3, 16, 6, 16, 16)
+    for name in ("PRATEsfc_bilinear", "PRATEsfc_deterministic", "PRATEsfc_qm", "PRATEsfc_truth"):
+        assert ds[name].dims == ("time", "tile", "grid_yt", "grid_xt"), name
+    assert ds.PRATEsfc_coarse.dims == ("time", "tile", "grid_yt_coarse", "grid_xt_coarse")
+    assert "PRATEsfc" in ds.cf[["precipitation_flux"]].data_vars
+    assert ds.PRATEsfc.attrs["units"] == "kg m-2 s-1"
+    values = ds.PRATEsfc.values
+    assert np.isfinite(values).all() and (values >= 0).all()
+    assert values.std(axis=0).mean() > 0, "members must differ"
+    attrs = ds.attrs
+    assert attrs["factor"] == 4 and attrs["sampler_nfe"] == 3 and attrs["sampler_kind"] == "dpmpp_2m"
+    assert attrs["bundle_id"] and attrs["input_member"] == "0002"
+    # the truth is the catalog member's fine precipitation; the coarse input its coarse precipitation
+    catalog = yaml.safe_load(setup["catalog"].read_text())
+    fine = xr.open_zarr(setup["catalog"].parent / catalog["members"]["0002"]["fine"]["urlpath"])
+    np.testing.assert_allclose(ds.PRATEsfc_truth.values, fine.PRATEsfc.transpose("time", "tile", ...).values,
+                               rtol=1e-6, atol=1e-12)
+    # the bilinear baseline is mass-corrected: its block means are the coarse input
+    area = ds.area.rename(grid_yt="y", grid_xt="x")
+    back = coarse_grain(ds.PRATEsfc_bilinear.rename(grid_yt="y", grid_xt="x"), area, 4)
+    np.testing.assert_allclose(back.values, ds.PRATEsfc_coarse.values, rtol=1e-4, atol=1e-10)
+    seeds = ds.seed.values
+    assert seeds.shape == (3, 16) and len(np.unique(seeds)) == seeds.size
+
+
+def test_a_member_regenerates_bit_for_bit_from_its_recorded_seeds(reference, setup, tmp_path):
+    """Noise is keyed to (seed, member, frame): member 1 of a 3-member run is member 1 of a 1-member run. Bits
+    match at equal members_per_batch (kernels may differ by batch size); batched, it agrees to float32 rounding."""
+    alone = generate(_config(setup, tmp_path / "one.zarr", members=1, baselines=("bilinear",)))
+    a, b = xr.open_zarr(reference), xr.open_zarr(alone)
+    np.testing.assert_array_equal(a.seed.isel(member=[0]).values, b.seed.values)
+    np.testing.assert_array_equal(a.PRATEsfc.isel(member=0).values, b.PRATEsfc.isel(member=0).values)
+    batched = xr.open_zarr(generate(_config(setup, tmp_path / "batched.zarr", members_per_batch=3)))
+    np.testing.assert_allclose(batched.PRATEsfc.values, a.PRATEsfc.values, rtol=1e-4, atol=1e-9)
+
+
+def test_concurrent_dask_workers_write_the_same_store(reference, setup, tmp_path):
+    parallel = generate(_config(setup, tmp_path / "par.zarr", workers=2, member_block=1))
+    _equal_stores(reference, parallel)
+
+
+def test_a_complete_output_is_not_overwritten_unless_asked(reference, setup):
+    with pytest.raises(FileExistsError, match="complete; pass overwrite"):
+        generate(_config(setup, reference))
+
+
+def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, setup, tmp_path):
+    out = tmp_path / "killed.zarr"
+    config = _config(setup, out, member_block=1)   # 9 items, so the kill lands mid-run
+    path = tmp_path / "gen.yaml"
+    path.write_text(config.to_yaml())
+    proc = subprocess.Popen([sys.executable, "-m", "downscale.cli", "generate", "--config", str(path)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "zarr.json").exists() and len(store.done_items(out)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = store.done_items(out)
+    assert 2 <= len(done) < 9, f"the kill should land mid-run ({len(done)} items done)"
+    assert not store.is_complete(out)
+    with pytest.raises(ValueError, match="in progress"):
+        store.open_output(out)
+    generate(config)
+    assert store.is_complete(out)
+    _equal_stores(reference, out)
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------
+def _edited_catalog(setup, tmp_path: Path, edit) -> Path:
+    doc = yaml.safe_load(setup["catalog"].read_text())
+    base = setup["catalog"].parent
+    for ref in [doc["grid"]["coarse"], doc["grid"]["fine"], doc["static"],
+                *[r for m in doc["members"].values() for r in (m["coarse"], m["fine"])]]:
+        ref["urlpath"] = str(base / ref["urlpath"])
+    edit(doc, tmp_path)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_wrong_resolution_for_the_bundle_is_refused(setup, tmp_path):
+    def other_grid(doc, _):
+        doc["resolution"] = {"coarse": 8, "fine": 32}
+
+    cat = _edited_catalog(setup, tmp_path, other_grid)
+    with pytest.raises(BundleError, match=r"C32 but bundle .* downscales to C16"):
+        generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_missing_predictor_is_refused(setup, tmp_path):
+    def fewer(doc, _):
+        doc["predictors"] = [p for p in doc["predictors"] if p != "TMPsfc_coarse"]
+
+    cat = _edited_catalog(setup, tmp_path, fewer)
+    with pytest.raises(BundleError, match="lacks predictor.*TMPsfc_coarse"):
+        generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
+
+
+def test_a_period_with_gaps_is_refused(setup, tmp_path):
+    def with_gap(doc, tmp):
+        member = doc["members"]["0002"]
+        for role in ("coarse", "fine"):
+            src = xr.open_zarr(member[role]["urlpath"], decode_times=False)
+            keep = [i for i in range(src.sizes["time"]) if i != 7]
+            dst = tmp / f"gap-{role}.zarr"
+            src.isel(time=keep).to_zarr(dst, mode="w", zarr_format=3, consolidated=True)
+            member[role]["urlpath"] = str(dst)
+
+    cat = _edited_catalog(setup, tmp_path, with_gap)
+    with pytest.raises(ValueError, match=r"1 gap\(s\) in time"):
+        generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
+
+
+def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
+    code = cli(["generate", "--bundle", str(setup["bundle"]), "--catalog", str(setup["catalog"]),
+                "--member", "0099", "--out", str(tmp_path / "o.zarr")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "0099" in err and err.startswith("error:")
+    assert cli(["generate", "--catalog", str(setup["catalog"]), "--member", "0002",
+                "--out", str(tmp_path / "o.zarr")]) == 2
+    assert "bundle" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "o.zarr", ignore_errors=True)
