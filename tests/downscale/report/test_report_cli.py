@@ -1,0 +1,156 @@
+"""End to end through the CLI: evaluate a tiny ensemble store, render the report, check its content."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import xarray as xr
+
+from downscale.cli import main
+from downscale.report import evaluate
+from downscale.report.inputs import DIAGNOSTIC_FILES, is_complete, read_diagnostics
+from downscale.version import __version__
+from report_helpers import FACTOR, PROVENANCE
+
+EXPECTED_FIGURES = {
+    "annual-mean", "annual-bias", "annual-percent-bias", "seasonal-mean", "seasonal-bias", "zoom-california",
+    "zoom-himalayas", "histogram", "qq", "wet-days", "dry-spells", "return-levels-california",
+    "return-levels-himalayas", "power-spectrum", "autocorrelation", "diurnal-cycle", "rank-histogram",
+}
+
+
+@pytest.fixture(scope="module")
+def page(report_run) -> str:
+    return report_run.html.read_text(encoding="utf-8")
+
+
+def test_diagnostics_folder(report_run):
+    assert is_complete(report_run.diagnostics)
+    assert sorted(p.name for p in report_run.diagnostics.iterdir()) == sorted(DIAGNOSTIC_FILES)
+    diags = read_diagnostics(report_run.diagnostics)
+    assert diags.config["factor"] == FACTOR and diags.config["n_boot"] == 20
+    assert diags.config["window_joins"] == list(range(8, 96, 8))          # from the store's attribute
+    assert diags.evaluation["factor_from"] == "store attribute"
+    assert list(diags.scalars.source.values) == ["ensemble", "bilinear", "deterministic", "coarse", "truth"]
+    assert np.isnan(float(diags.scalars.spread_skill.sel(source="bilinear", region="global")))   # null → NaN
+    assert "metrics" in report_run.stdout and "report:" in report_run.stdout
+
+
+def test_every_expected_figure_is_embedded(page):
+    listed = set(re.search(r'<body data-figures="([^"]*)"', page).group(1).split())
+    assert listed == EXPECTED_FIGURES
+    for name in EXPECTED_FIGURES:
+        block = re.search(rf'<figure id="fig-{name}" data-figure="{name}"><img alt="[^"]*" '
+                          r'src="data:image/png;base64,([^"]+)"><figcaption>(.+?)</figcaption></figure>', page)
+        assert block, name
+        image = mpimg.imread(io.BytesIO(base64.b64decode(block.group(1))), format="png")
+        assert image.ndim == 3 and min(image.shape[:2]) > 100, name
+        assert image[..., :3].std() > 0.05, f"figure {name} is blank"
+        assert len(block.group(2)) > 20
+
+
+def test_summary_first_offline_and_sane_size(page):
+    sections = re.findall(r'<section id="([^"]+)"', page)
+    assert sections[0] == "summary" and sections[-1] == "provenance"
+    assert page.index('id="table-summary"') < page.index("<figure")
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', page)
+    assert "<script" not in page and "<link" not in page
+    assert len(page.encode()) < 6_000_000
+
+
+def test_summary_table_units_ratios_and_targets(page):
+    summary = page[page.index('id="table-summary"'):page.index("</table>", page.index('id="table-summary"'))]
+    for text in ("CRPS / best baseline", "mm/day", "≤ 0.85", "0.8 – 1.2", "|·| ≤ 5 %", "spread–skill ratio",
+                 "seam ratio", "mass consistency", "PE: |Δ 99.999th percentile|", "EMD", "SAE"):
+        assert text in summary, text
+    assert re.search(r'class="(pass|miss)"', summary)
+    header = re.search(r"<thead><tr>(.*?)</tr></thead>", summary).group(1)
+    assert re.findall(r"<th>([^<]+)</th>", header)[3:] == ["ensemble", "bilinear", "deterministic", "coarse"]
+    assert 'id="table-exceedance"' in page and "&gt; 10 mm/day" in page
+
+
+def test_provenance(page, report_run):
+    prov = page[page.index('<section id="provenance"'):]
+    for key, value in PROVENANCE.items():
+        assert f"<td>{key}</td><td>{value}</td>" in prov
+    assert "pe_quantile" in prov and "tail_quantile" in prov          # the CompareConfig
+    assert "generated_at" in prov and f"<td>software_version</td><td>{__version__}</td>" in prov
+    assert str(report_run.store) in prov
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err.strip()
+
+
+def test_refuses_to_overwrite(report_run, capsys):
+    assert main(["evaluate", "--output", str(report_run.store), "--diagnostics", str(report_run.diagnostics)]) == 2
+    assert re.search(r"diagnostics .* already holds a complete evaluation: pass --overwrite", _err(capsys))
+    assert main(["report", "--diagnostics", str(report_run.diagnostics), "--output", str(report_run.store),
+                 "--html", str(report_run.html)]) == 2
+    assert "exists" in _err(capsys)
+
+
+@pytest.fixture(scope="module")
+def bad_stores(report_run, tmp_path_factory) -> dict:
+    """Short copies of the store: without the truth, without the factor attribute."""
+    root = tmp_path_factory.mktemp("bad")
+    ds = xr.open_zarr(report_run.store, consolidated=False).isel(time=slice(0, 16))
+    no_truth = ds.drop_vars("PRATEsfc_truth")
+    no_factor = ds.copy()
+    no_factor.attrs = {k: v for k, v in ds.attrs.items() if k != "factor"} | {"window_joins": "[8]"}
+    paths = {"no_truth": root / "no_truth.zarr", "no_factor": root / "no_factor.zarr"}
+    for key, d in (("no_truth", no_truth), ("no_factor", no_factor)):
+        for v in d.variables.values():
+            v.encoding.clear()
+        d.to_zarr(paths[key], zarr_format=3, consolidated=False)
+    return paths
+
+
+def test_bad_input_exits_2_with_one_clear_line(bad_stores, tmp_path, capsys):
+    cases = [
+        (["evaluate", "--output", str(tmp_path / "nowhere.zarr"), "--diagnostics", str(tmp_path / "d1")],
+         "output store .*nowhere.zarr not found"),
+        (["evaluate", "--output", str(bad_stores["no_truth"]), "--diagnostics", str(tmp_path / "d2")],
+         "no_truth.zarr: no truth variable 'PRATEsfc_truth'"),
+        (["evaluate", "--output", str(bad_stores["no_factor"]), "--diagnostics", str(tmp_path / "d3")],
+         "no_factor.zarr has no global attribute 'factor'.*--factor"),
+        (["evaluate", "--output", str(bad_stores["no_truth"]), "--diagnostics", str(tmp_path / "d4"),
+          "--factor", "4"], "conflicting scale factors store attribute 2, argument 4"),
+        (["report", "--diagnostics", str(tmp_path / "d1"), "--output", str(bad_stores["no_factor"]),
+          "--html", str(tmp_path / "r.html")], "diagnostics folder .*d1 lacks metrics.json"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = _err(capsys)
+        assert err.startswith("error: ") and err.count("\n") == 0, err
+        assert re.search(message, err), (message, err)
+    assert not any(tmp_path.glob("d*")), "a failed evaluation left a folder behind"
+
+
+def test_factor_argument_and_crash_leaves_no_folder(bad_stores, tmp_path, monkeypatch):
+    module = sys.modules["downscale.report.evaluate"]     # the package's `evaluate` is the function
+    results = []
+
+    def remember(ds, config):
+        results.append(real_compare(ds, config))
+        return results[-1]
+    real_compare = module.compare
+    monkeypatch.setattr(module, "compare", remember)
+    out = evaluate(bad_stores["no_factor"], tmp_path / "diag", factor=FACTOR, n_boot=5)
+    assert json.loads(out["evaluation"].read_text())["factor_from"] == "argument"
+
+    def crash(result, out_dir):
+        (out_dir / "metrics.json").write_text("{}")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(module, "compare", lambda ds, config: results[0])
+    monkeypatch.setattr(module, "write_comparison", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        evaluate(bad_stores["no_factor"], tmp_path / "crashed", factor=FACTOR, n_boot=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diag"]        # no half folder, no temp left
