@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = demo_config(args.workdir, args.preset) if args.demo else PipelineConfig.from_yaml(args.config)
     steps = [stages.prepared_data, stages.trained_model, stages.generated_outputs]
-    if config.evaluate:
+    if config.evaluate.enabled:
         steps.append(stages.evaluation)
     if config.data.synthetic is not None:
         steps.insert(0, stages.synthetic_data)

@@ -16,7 +16,7 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
     generate:                          # downscale.inference.config.GenerateConfig; bundle, catalog and
       members: 8                       # output default to the workdir's, member to the first held-out one
       sampler: {kind: dpmpp_2m, num_steps: 8}
-    evaluate: true                     # diagnostics (metrics.json, maps, curves) and report.html
+    evaluate: {enabled: true, n_boot: 200}   # diagnostics (metrics.json, maps, curves) and report.html
 
 Paths are plain strings/paths so the object travels as Prefect flow parameters.
 """
@@ -51,6 +51,15 @@ class DataSource(BaseModel):
         return self
 
 
+class EvaluateSettings(BaseModel):
+    """The last stage: diagnostics of the generated store (``downscale evaluate``) and the HTML report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    n_boot: int = Field(200, ge=10, description="bootstrap resamples of the return-level confidence intervals")
+
+
 class PipelineConfig(BaseModel):
     """The pipeline's stages and where they write (see the module docstring for a YAML example)."""
 
@@ -61,7 +70,7 @@ class PipelineConfig(BaseModel):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     train: TrainConfig
     generate: GenerateConfig
-    evaluate: bool = Field(True, description="score the generated store and write the HTML report")
+    evaluate: EvaluateSettings = Field(default_factory=lambda: EvaluateSettings())
 
     @model_validator(mode="before")
     @classmethod
@@ -138,13 +147,15 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
             "max_steps": 20 if small else 240,
             "batch_size": 2,
             "optimizer": {"warmup_steps": 5 if small else 50, "lr": 1e-3 if small else 5e-4},
-            "validation": {"every_n_steps": 10 if small else 80, "ensemble_size": 4, "sampler_steps": 8,
-                           "max_batches": 2 if small else 4},
+            "validation": {"every_n_steps": 20 if small else 80, "ensemble_size": 2 if small else 4,
+                           "sampler_steps": 3 if small else 8, "max_batches": 1 if small else 4},
             "checkpoint": {"every_n_steps": 10 if small else 80},
             "hardware": {"num_workers": 0 if small else 2},
             "log_every_n_steps": 5 if small else 25,
         },
         # ten days of the held-out member (the tests preset has four): 4 members, 8-step DPM-Solver++(2M)
         "generate": {"members": 2 if small else 4, "end": None if small else "2016-08-15",
-                     "time_block": 16 if small else 40, "workers": 1},
+                     "time_block": 16 if small else 40, "workers": 1,
+                     **({"sampler": {"kind": "dpmpp_2m", "num_steps": 3}} if small else {})},
+        "evaluate": {"n_boot": 20 if small else 200},
     })

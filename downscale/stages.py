@@ -106,6 +106,6 @@ def evaluation(config: PipelineConfig, overwrite: bool = False) -> StageResult:
     store, diagnostics, html = config.generate.output, config.diagnostics_dir, config.report_path
     if is_complete(diagnostics) and html.exists() and not overwrite:
         return StageResult("evaluate", html, True, "diagnostics and report complete")
-    evaluate(store, diagnostics, overwrite=True)
+    evaluate(store, diagnostics, overwrite=True, n_boot=config.evaluate.n_boot)
     render_report(diagnostics, store, html, overwrite=True)
     return StageResult("evaluate", html, False, f"diagnostics in {diagnostics}")

@@ -81,7 +81,7 @@ def train_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageR
 def downscale_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
     """Ensemble downscaling of the configured run, then (if ``config.evaluate``) diagnostics and the report."""
     results = [generate_task(config, overwrite)]
-    if config.evaluate:
+    if config.evaluate.enabled:
         results.append(evaluate_task(config, overwrite))
     return results
 

@@ -28,6 +28,10 @@ from downscale.diagnostics.compare import CompareConfig, compare, write_comparis
 from downscale.report.inputs import DIAGNOSTIC_FILES, EVALUATION_FILE, is_complete, open_output_store
 from downscale.version import __version__
 
+#: Stores up to this size are loaded and scored in memory: there dask's graph overhead (about 10⁵ tasks for
+#: every metric of every source and region) costs more than the arithmetic. Larger stores stream with dask.
+IN_MEMORY_BYTES = 2 * 1024**3
+
 
 def store_factor(ds: xr.Dataset, store: str | Path) -> int | None:
     """The store's ``factor`` attribute as an int (None if absent); ``ValueError`` if not a positive int."""
@@ -128,6 +132,8 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
         config = dataclasses.replace(config, n_boot=n_boot)
     _check_variables(ds, output_store, config)
     _prepare_target(out, overwrite)
+    if ds.nbytes <= IN_MEMORY_BYTES:
+        ds = ds.load()
     try:
         result = compare(ds, config)
     except ValueError as err:

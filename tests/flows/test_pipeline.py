@@ -41,3 +41,21 @@ def test_bad_pipeline_config_exits_non_zero(tmp_path, capsys):
     path.write_text("workdir: x\ndata: {synthetic: demo, catalog: c.yaml}\n")
     assert main(["--config", str(path)]) == 2
     assert "exactly one of 'catalog'" in capsys.readouterr().err
+
+
+def test_whole_pipeline_runs_every_stage_then_skips_them_all(prefect_harness, config):
+    """synthetic → prepare → train → generate → evaluate + report, under Prefect; a rerun skips every stage."""
+    from downscale.inference import store
+    from flows.pipeline import pipeline_flow
+
+    results = pipeline_flow(config)
+    assert [r.name for r in results] == ["prepare", "train", "generate", "evaluate"]
+    ds = store.open_output(config.generate.output)
+    assert ds.PRATEsfc.sizes["member"] == config.generate.members
+    assert {"PRATEsfc_bilinear", "PRATEsfc_deterministic", "PRATEsfc_qm", "PRATEsfc_truth"} <= set(ds.data_vars)
+    metrics = json.loads((config.diagnostics_dir / "metrics.json").read_text())
+    assert "crps" in metrics["data_vars"]
+    html = config.report_path.read_text()
+    assert 'data-figure="annual-mean"' in html
+    again = pipeline_flow(config)
+    assert all(r.skipped for r in again), [(r.name, r.skipped) for r in again]
