@@ -155,7 +155,7 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
         },
         # ten days of the held-out member (the tests preset has four): 4 members, 8-step DPM-Solver++(2M)
         "generate": {"members": 2 if small else 4, "end": None if small else "2016-08-15",
-                     "time_block": 16 if small else 40, "workers": 1,
+                     "time_block": 16 if small else 40, "workers": 1 if small else 2,
                      **({"sampler": {"kind": "dpmpp_2m", "num_steps": 3}} if small else {})},
         "evaluate": {"n_boot": 20 if small else 200},
     })
