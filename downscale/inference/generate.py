@@ -38,8 +38,10 @@ import xarray as xr
 from data_catalog.catalog import Catalog, load_catalog
 from data_catalog.errors import DataError
 from data_catalog.loader import MemberData, open_grid, open_member, open_topography
+from data_catalog.reader import is_precipitation
 from data_catalog.schema import PRECIPITATION, TIME
 from data_catalog.upsample import correct_block_means
+from data_catalog.validation import check_values
 from downscale.bundle import BundleError, BundleMetadata, check_inputs, read_bundle_metadata
 from downscale.inference import store
 from downscale.inference.baselines import QuantileTable, interpolate_baseline, quantile_map
@@ -165,15 +167,15 @@ def _cached(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | 
 
 
 def _read_block(run: RunInput, names: tuple[str, ...], lo: int, hi: int) -> np.ndarray:
-    """Raw coarse predictors ``(hi − lo, C, 6, nc, nc)`` float32 of period frames ``lo … hi − 1``; refuses NaN/inf."""
+    """Raw coarse predictors ``(hi − lo, C, 6, nc, nc)`` float32 of period frames ``lo … hi − 1``, checked as
+    :func:`data_catalog.validation.check_values` does (NaN/inf and large negative precipitation refused, tiny
+    negatives clipped)."""
     sel = {TIME: slice(run.first + lo, run.first + hi)}
     out = []
     for name in names:
-        values = np.asarray(run.data.coarse[name].isel(sel).values, dtype=np.float32)
-        if not np.isfinite(values).all():
-            bad = int((~np.isfinite(values)).sum())
-            raise DataError(run.store_names, f"{bad} NaN/inf values in frames {lo}…{hi - 1} of the period", name)
-        out.append(values)
+        da = run.data.coarse[name].isel(sel).load()
+        da, _ = check_values(da, run.store_names, precipitation=is_precipitation(name, da.attrs))
+        out.append(np.asarray(da.values, dtype=np.float32))
     return np.stack(out, axis=1)
 
 
@@ -201,8 +203,8 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
         deterministic = _baselines(config, rt, table, mu[0, keep, 0], coarse_p, area)
         coarse = raw[keep, run.meta.predictors.index(COARSE_PRECIPITATION)]
         if spec.has_truth:
-            truth = np.asarray(run.data.fine[run.catalog.precipitation].isel(
-                {TIME: slice(run.first + t.start, run.first + t.stop)}).values, dtype=np.float32)
+            fine = run.data.fine[run.catalog.precipitation].isel({TIME: slice(run.first + t.start, run.first + t.stop)})
+            truth = np.asarray(check_values(fine.load(), run.store_names, precipitation=True)[0].values, np.float32)
     store.write_item(config.output, spec, item, ensemble.cpu().numpy().astype(np.float32), seeds[:, keep],
                      deterministic, truth, coarse)
     return item.key

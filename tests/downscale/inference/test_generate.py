@@ -178,6 +178,21 @@ def test_a_period_with_gaps_is_refused(setup, tmp_path):
         generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
 
 
+def test_nan_in_a_predictor_is_refused_naming_store_and_variable(setup, tmp_path):
+    def with_nan(doc, tmp):
+        member = doc["members"]["0002"]
+        src = xr.open_zarr(member["coarse"]["urlpath"], decode_times=False).load()
+        src["TMPsfc_coarse"][..., 1, 2, 3] = np.nan
+        dst = tmp / "nan-coarse.zarr"
+        src.to_zarr(dst, mode="w", zarr_format=3, consolidated=True)
+        member["coarse"]["urlpath"] = str(dst)
+
+    cat = _edited_catalog(setup, tmp_path, with_nan)
+    with pytest.raises(ValueError, match=r"nan-coarse.zarr.*TMPsfc_coarse.*NaN"):
+        generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
+    assert not store.is_complete(tmp_path / "o.zarr")
+
+
 def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
     code = cli(["generate", "--bundle", str(setup["bundle"]), "--catalog", str(setup["catalog"]),
                 "--member", "0099", "--out", str(tmp_path / "o.zarr")])
