@@ -48,7 +48,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from data_catalog.errors import describe_validation_error
+from data_catalog.errors import describe_validation_error, read_yaml_mapping
 from data_catalog.schema import PRECIPITATION
 
 _CREDENTIAL_IN_URL = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)[^/@\s]+@")
@@ -229,27 +229,13 @@ class Catalog(BaseModel):
         return self.model_copy(update={"members": members, "grid": grid, "static": r(self.static)})
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CatalogError(f"catalog {path}: cannot be read ({err.strerror or err})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CatalogError(f"catalog {path}: not valid YAML ({err})") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"catalog {path}: expected a mapping at the top level, got {type(doc).__name__}")
-    return doc
-
-
 def load_catalog(path: str | Path) -> Catalog:
     """Read a catalog YAML file (native or intake-v1 form); relative paths resolve against its folder.
 
     Raises :class:`CatalogError` naming the file and every problem found.
     """
     path = Path(path)
-    doc = _read_yaml(path)
+    doc = read_yaml_mapping(path, "catalog", CatalogError)
     try:
         if "sources" in doc:
             from data_catalog.intake import catalog_from_intake

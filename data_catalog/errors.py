@@ -1,6 +1,12 @@
-"""One error type for bad input: it names the store, the variable and the problem."""
+"""One error type for bad input (it names the store, the variable and the problem), and the reading of
+configuration files whose errors name the file and each bad field."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+M = TypeVar("M")
 
 
 class DataError(ValueError):
@@ -25,3 +31,29 @@ def describe_validation_error(what: str, err: Exception) -> str:
     lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
              for e in errors(include_url=False, include_input=False)]
     return f"{what}:\n" + "\n".join(lines)
+
+
+def read_yaml_mapping(path: Path, what: str, error: type[ValueError] = ValueError) -> dict:
+    """The top-level mapping of a YAML file; ``error`` naming ``what`` and the file when it cannot be read,
+    is not YAML or is not a mapping."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise error(f"{what} {path}: cannot be read ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        raise error(f"{what} {path}: not valid YAML ({err})") from None
+    if not isinstance(doc, dict):
+        raise error(f"{what} {path}: expected a mapping at the top level, got {type(doc).__name__}")
+    return doc
+
+
+def validated(model: type[M], doc: object, what: str) -> M:
+    """``model.model_validate(doc)``; a ValueError naming ``what`` and each bad field otherwise."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(doc)
+    except ValidationError as err:
+        raise ValueError(describe_validation_error(what, err)) from None

@@ -78,6 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from data_catalog.errors import validated
     from downscale.inference.config import DEFAULT_SAMPLER, GenerateConfig
     from downscale.inference.generate import generate
 
@@ -90,7 +91,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     sampler = {k: v for k, v in (("kind", args.sampler), ("num_steps", args.steps)) if v is not None}
     if sampler:  # merged into the YAML's sampler, or into the default one
         doc["sampler"] = sampler if args.config else {**DEFAULT_SAMPLER.model_dump(), **sampler}
-    config = GenerateConfig.from_yaml(args.config, doc) if args.config else GenerateConfig.validated(doc)
+    config = GenerateConfig.from_yaml(args.config, doc) if args.config else validated(GenerateConfig, doc,
+                                                                                     "downscale generate")
     print(f"output: {generate(config)}")
     return 0
 

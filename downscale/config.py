@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from data_catalog.errors import describe_validation_error
+from data_catalog.errors import read_yaml_mapping, validated
 from data_catalog.prepare import PrepareConfig
 from downscale.inference.config import GenerateConfig
 from downscale.training.config import TrainConfig
@@ -121,15 +121,7 @@ class PipelineConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> PipelineConfig:
         """Read a pipeline YAML; errors name the file and each bad field's dotted path."""
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"pipeline config {path}: cannot be read ({err})") from None
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as err:
-            raise ValueError(describe_validation_error(f"pipeline config {path}", err)) from None
+        return validated(cls, read_yaml_mapping(path, "pipeline config"), f"pipeline config {path}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from data_catalog.errors import describe_validation_error
+from data_catalog.errors import read_yaml_mapping, validated
 from downscale.inference.samplers import SamplerConfig
 
 Baseline = Literal["bilinear", "deterministic", "qm"]
@@ -88,27 +88,12 @@ class GenerateConfig(BaseModel):
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> GenerateConfig:
         """Read a YAML file (or the ``generate:`` section of one), fields in ``overrides`` replacing the file's
         (nested ``sampler`` fields merge); errors name the file and the field."""
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"generate config {path}: cannot be read ({err})") from None
-        if isinstance(doc, dict) and "generate" in doc:
-            doc = doc["generate"]
+        doc = read_yaml_mapping(path, "generate config")
+        doc = doc.get("generate", doc)  # or a pipeline's `generate:`
         if overrides:
-            if not isinstance(doc, dict):
-                raise ValueError(f"generate config {path}: expected a mapping at the top level")
             sampler = {**(doc.get("sampler") or {}), **overrides.get("sampler", {})}
             doc = {**doc, **overrides, **({"sampler": sampler} if sampler else {})}
-        return cls.validated(doc, f"generate config {path}")
-
-    @classmethod
-    def validated(cls, doc: object, what: str = "downscale generate") -> GenerateConfig:
-        """Validate a mapping (YAML, merged CLI flags); a ValueError names ``what`` and each bad field."""
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as err:
-            raise ValueError(describe_validation_error(what, err)) from None
+        return validated(cls, doc, f"generate config {path}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -77,7 +77,6 @@ def _contour_grid(grid, zsurf: np.ndarray, region: str) -> tuple[np.ndarray, np.
     from scipy.spatial import cKDTree
 
     from data_catalog.cubesphere import lat_lon_to_unit_vectors
-    from downscale.plots.globe import REGIONS
 
     lon0, lon1, lat0, lat1 = REGIONS[region]
     lon, lat = np.meshgrid(np.linspace(lon0, lon1, 121), np.linspace(lat0, lat1, 121))

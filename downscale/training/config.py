@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from data_catalog.errors import describe_validation_error
+from data_catalog.errors import read_yaml_mapping, validated
 
 Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "64"]
 
@@ -157,18 +157,8 @@ class TrainConfig(_Section):
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML file; a bad field is reported with the file name and the field's dotted path."""
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"training config {path}: not valid YAML ({err})") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"training config {path}: expected a mapping at the top level")
-        doc = doc.get("train", doc)  # also accept a pipeline file with a `train:` section
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as err:
-            raise ValueError(describe_validation_error(f"training config {path}", err)) from None
+        doc = read_yaml_mapping(path, "training config")
+        return validated(cls, doc.get("train", doc), f"training config {path}")  # or a pipeline's `train:`
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
