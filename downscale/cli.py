@@ -86,7 +86,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
              "members": args.members, "seed": args.seed, "start": args.start, "end": args.end,
              "members_per_batch": args.members_per_batch, "time_block": args.time_block,
              "workers": args.workers, "device": args.device, "scheduler": args.scheduler,
-             "mass_correction": args.mass_correction or None, "overwrite": args.overwrite or None}
+             "mass_correction": False if args.no_mass_correction else None, "overwrite": args.overwrite or None}
     doc = {k: v for k, v in flags.items() if v is not None}
     sampler = {k: v for k, v in (("kind", args.sampler), ("num_steps", args.steps)) if v is not None}
     if sampler:  # merged into the YAML's sampler, or into the default one
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="work items at once (local Dask threads)")
     p.add_argument("--scheduler", help="Dask scheduler address to run the work items on")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--mass-correction", action="store_true", help="rescale members to the coarse input's mass")
+    p.add_argument("--no-mass-correction", action="store_true",
+                   help="keep the members as sampled (default: rescaled to the coarse input's mass per coarse cell)")
     p.add_argument("--overwrite", action="store_true", help="replace a complete output store")
 
     p = _add(sub, "evaluate", "score the ensemble, baselines and coarse input of an output store against its "

@@ -15,7 +15,7 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
       batch_size: 2
     generate:                          # downscale.inference.config.GenerateConfig; bundle, catalog and
       members: 8                       # output default to the workdir's, member to the first held-out one
-      sampler: {kind: dpmpp_2m, num_steps: 8}
+      sampler: {kind: dpmpp_2m, num_steps: 4}
     evaluate: {enabled: true, n_boot: 200}   # diagnostics (metrics.json, maps, curves) and report.html
 
 Paths are plain strings/paths so the object travels as Prefect flow parameters.
@@ -145,7 +145,7 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
             "hardware": {"num_workers": 0 if small else 2},
             "log_every_n_steps": 5 if small else 25,
         },
-        # ten days of the held-out member (the tests preset has four): 4 members, 8-step DPM-Solver++(2M)
+        # ten days of the held-out member (the tests preset has four): 4 members, 4-step DPM-Solver++(2M)
         "generate": {"members": 2 if small else 4, "end": None if small else "2016-08-15",
                      "time_block": 16 if small else 40, "workers": 1 if small else 2,
                      **({"sampler": {"kind": "dpmpp_2m", "num_steps": 3}} if small else {})},

@@ -11,14 +11,14 @@ Complete example (every field; only ``bundle``, ``catalog``, ``member`` and ``ou
     end: null                         # last time (inclusive); null = the run's last
     members: 8                        # ensemble size N
     seed: 0                           # base seed: member k, frame t draw from seed_of(seed, k, t)
-    sampler: {kind: dpmpp_2m, num_steps: 8}   # or {kind: heun, num_steps: 18, S_churn: 0, ...}
+    sampler: {kind: dpmpp_2m, num_steps: 4}   # or {kind: heun, num_steps: 18, S_churn: 0, ...}
     members_per_batch: 2              # members sampled at once (memory knob; 1 = least memory)
     time_block: 40                    # frames per work item (and per shard); memory does not grow with the period
     member_block: null                # members per work item; null = all members in one item per time block
     window_stride: null               # frames between overlapping T-frame windows; null = T // 2 (T = the bundle's)
     context_frames: null              # frames sampled beyond each side of a time block; null = T
     baselines: [bilinear, deterministic, qm]
-    mass_correction: false            # rescale each member so its coarse-grained field equals the input
+    mass_correction: true             # rescale each member so its coarse-grained field equals the input
     include_truth: true               # write the fine truth beside the ensemble when the run has it
     device: auto                      # auto | cpu | cuda | cuda:1 …
     workers: 1                        # work items run at once (Dask threads on this machine)
@@ -41,8 +41,9 @@ from downscale.inference.samplers import SamplerConfig
 
 Baseline = Literal["bilinear", "deterministic", "qm"]
 
-#: The default sampler, chosen from the NFE curve on the demo validation split (docs/inference.md).
-DEFAULT_SAMPLER = SamplerConfig(kind="dpmpp_2m", num_steps=8)
+#: The default sampler, chosen from the NFE curve on the demo validation split (docs/inference.md, "NFE
+#: curve"): the smallest NFE within 5 % of the 70-NFE CRPS and 99.99th percentile is DPM-Solver++(2M) at 4.
+DEFAULT_SAMPLER = SamplerConfig(kind="dpmpp_2m", num_steps=4)
 
 
 class GenerateConfig(BaseModel):
@@ -65,7 +66,8 @@ class GenerateConfig(BaseModel):
     window_stride: int | None = Field(None, ge=1, description="frames between overlapping windows; null = T // 2")
     context_frames: int | None = Field(None, ge=0, description="frames sampled beyond each side of a block; null = T")
     baselines: tuple[Baseline, ...] = ("bilinear", "deterministic", "qm")
-    mass_correction: bool = False
+    mass_correction: bool = Field(True, description="rescale members to the coarse input's mass per coarse cell "
+                                                    "(measured: CRPS −9 %, q99.99 error 3.5× → 1.6×)")
     include_truth: bool = True
     device: str = "auto"
     workers: int = Field(1, ge=1, description="work items at once (Dask threads)")

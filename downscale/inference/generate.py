@@ -47,6 +47,7 @@ from downscale.inference import store
 from downscale.inference.baselines import QuantileTable, interpolate_baseline, quantile_map
 from downscale.inference.config import GenerateConfig
 from downscale.inference.runtime import Runtime, frame_seed, load_runtime, resolve_device
+from downscale.inference.windows import window_starts
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def output_spec(run: RunInput, config: GenerateConfig, runtime_attrs: dict) -> s
 def provenance(run: RunInput, config: GenerateConfig) -> dict:
     """Global attributes recording how the store was made."""
     frames = run.meta.clip_frames
-    joins = list(range(config.time_block, len(run.times), config.time_block))
+    stride = min(config.window_stride or max(frames // 2, 1), frames)
     return {
         "bundle_id": run.meta.bundle_id, "bundle": str(config.bundle),
         "bundle_created": run.meta.created, "bundle_software_version": run.meta.software_version,
@@ -141,15 +142,35 @@ def provenance(run: RunInput, config: GenerateConfig) -> dict:
         "seed_rule": "member k (0-based), global frame t: numpy SeedSequence([seed, k, t, 0]); "
                      "variable 'seed' holds each frame's seed",
         **config.sampler.attrs(),
-        "window_frames": frames, "window_stride": min(config.window_stride or max(frames // 2, 1), frames),
+        "window_frames": frames, "window_stride": stride,
         "context_frames": _context(config, frames), "time_block": config.time_block,
-        "window_joins": joins, "mass_correction": str(config.mass_correction).lower(),
+        "window_joins": window_joins(len(run.times), config.time_block, _context(config, frames), frames, stride), "mass_correction": str(config.mass_correction).lower(),
         "baselines": list(config.baselines),
     }
 
 
 def _context(config: GenerateConfig, frames: int) -> int:
     return frames if config.context_frames is None else config.context_frames
+
+
+def sampled_range(block: slice, context: int, frames: int, n_times: int) -> tuple[int, int]:
+    """Frames ``[lo, hi)`` sampled for the time block ``block``: ``context`` more on each side (clipped to the
+    period), widened backwards to at least one clip."""
+    lo, hi = max(block.start - context, 0), min(block.stop + context, n_times)
+    return (max(hi - frames, 0), hi) if hi - lo < frames else (lo, hi)
+
+
+def window_joins(n_times: int, time_block: int, context: int, frames: int, stride: int) -> list[int]:
+    """Frames ``t`` where frame ``t − 1`` and ``t`` were sampled apart: every work-item boundary and, with
+    independent windows (``stride == frames``), every window boundary inside an item (fused overlapping
+    windows have none)."""
+    joins = set(range(time_block, n_times, time_block))
+    if stride >= frames:
+        for t0 in range(0, n_times, time_block):
+            block = slice(t0, min(t0 + time_block, n_times))
+            lo, hi = sampled_range(block, context, frames, n_times)
+            joins |= {lo + s for s in window_starts(hi - lo, frames, stride) if block.start < lo + s < block.stop}
+    return sorted(joins)
 
 
 # ---- one work item -----------------------------------------------------------------------------------------
@@ -184,9 +205,7 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
     run, rt, table, area = _cached(config)
     frames, context = run.meta.clip_frames, _context(config, run.meta.clip_frames)
     t = item.time_slice(spec)
-    lo, hi = max(t.start - context, 0), min(t.stop + context, len(run.times))
-    if hi - lo < frames:  # a short last block: widen backwards to one clip
-        lo = max(hi - frames, 0)
+    lo, hi = sampled_range(t, context, frames, len(run.times))
     keep = slice(t.start - lo, t.stop - lo)
     raw = _read_block(run, run.meta.predictors, lo, hi)
     cond = rt.conditioning(rt.normalize_coarse(raw))

@@ -203,3 +203,10 @@ def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
                 "--out", str(tmp_path / "o.zarr")]) == 2
     assert "bundle" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o.zarr", ignore_errors=True)
+
+
+def test_window_joins_are_item_boundaries_and_independent_window_boundaries():
+    from downscale.inference.generate import window_joins
+
+    assert window_joins(80, 40, 5, 5, 2) == [40]                     # fused windows: items only
+    assert window_joins(30, 12, 5, 5, 5) == [5, 10, 12, 17, 22, 24, 25]
