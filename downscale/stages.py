@@ -88,11 +88,14 @@ def trained_model(config: PipelineConfig, overwrite: bool = False) -> StageResul
 def generated_outputs(config: PipelineConfig, overwrite: bool = False) -> StageResult:
     """Downscale the configured run into the ensemble store (resuming an interrupted one)."""
     from downscale.inference import store
-    from downscale.inference.generate import generate
+    from downscale.inference.generate import generate, planned_spec
 
     gen = config.generate.model_copy(update={"overwrite": overwrite})
     if store.is_complete(gen.output) and not overwrite:
-        return StageResult("generate", gen.output, True, "complete")
+        if store.matches(gen.output, planned_spec(gen)):
+            return StageResult("generate", gen.output, True, "complete")
+        raise FileExistsError(f"{gen.output}: a complete output store of another configuration (bundle, sampler, "
+                              f"members, period …); pass overwrite to redo it")
     path = generate(gen)
     return StageResult("generate", path, False, f"{gen.members} members of {gen.member}")
 
@@ -104,8 +107,17 @@ def evaluation(config: PipelineConfig, overwrite: bool = False) -> StageResult:
     from downscale.report.render import render_report
 
     store, diagnostics, html = config.generate.output, config.diagnostics_dir, config.report_path
-    if is_complete(diagnostics) and html.exists() and not overwrite:
+    if is_complete(diagnostics) and html.exists() and not overwrite and _evaluated(store, diagnostics):
         return StageResult("evaluate", html, True, "diagnostics and report complete")
     evaluate(store, diagnostics, overwrite=True, n_boot=config.evaluate.n_boot)
     render_report(diagnostics, store, html, overwrite=True)
     return StageResult("evaluate", html, False, f"diagnostics in {diagnostics}")
+
+
+def _evaluated(store_path: Path, diagnostics: Path) -> bool:
+    """True if the diagnostics folder was computed from the store as it is now (same store fingerprint)."""
+    from downscale.inference.store import FINGERPRINT, open_output
+    from downscale.report.inputs import EVALUATION_FILE
+
+    scored = json.loads((diagnostics / EVALUATION_FILE).read_text()).get("store_attrs", {}).get(FINGERPRINT)
+    return scored is not None and scored == open_output(store_path).attrs.get(FINGERPRINT)

@@ -278,15 +278,20 @@ def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.W
             cluster.close()
 
 
+def planned_spec(config: GenerateConfig) -> store.OutputSpec:
+    """The layout ``config`` writes (opens and checks the input; reads no data)."""
+    run = open_run(config)
+    _check_baselines(run, config)
+    return output_spec(run, config, provenance(run, config))
+
+
 def generate(config: GenerateConfig) -> Path:
     """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
     out = Path(config.output)
     if store.is_complete(out) and not config.overwrite:
         raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it")
-    run = open_run(config)
-    _check_baselines(run, config)
     resolve_device(config.device)  # a bad device name fails here, not in a worker
-    spec = output_spec(run, config, provenance(run, config))
+    spec = planned_spec(config)
     store.create_store(out, spec, overwrite=config.overwrite)
     pending = store.pending_items(out, spec)
     log.info("%s: %d of %d work items to run", out, len(pending), len(store.plan_items(spec)))

@@ -413,6 +413,14 @@ def _status(root: Path) -> str | None:
     return COMPLETE if status == COMPLETE and consolidated else IN_PROGRESS
 
 
+def matches(path: str | os.PathLike[str], spec: OutputSpec) -> bool:
+    """True if ``path`` holds an output store (complete or not) laid out for ``spec``."""
+    root = Path(path)
+    if _status(root) is None:
+        return False
+    return (_root_metadata(root) or {}).get("attributes", {}).get(FINGERPRINT) == spec.fingerprint
+
+
 def _require_spec(root: Path, spec: OutputSpec) -> str:
     """The store's status; raises if there is no store or it was laid out for another spec."""
     status = _status(root)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from data_catalog.prepare import PreparedDataset
+from downscale import stages
 from downscale.config import PipelineConfig, demo_config
 from flows.pipeline import main, prepare_flow
 
@@ -59,3 +60,6 @@ def test_whole_pipeline_runs_every_stage_then_skips_them_all(prefect_harness, co
     assert 'data-figure="annual-mean"' in html
     again = pipeline_flow(config)
     assert all(r.skipped for r in again), [(r.name, r.skipped) for r in again]
+    other = config.model_copy(update={"generate": config.generate.model_copy(update={"seed": 1})})
+    with pytest.raises(FileExistsError, match="another configuration"):
+        stages.generated_outputs(other)   # a finished store of other settings is never reused nor overwritten
