@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m flows.pipeline --demo --workdir $(DEMO_DIR)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m flows.pipeline --demo --workdir $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
