@@ -24,7 +24,9 @@ time block.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -154,10 +156,12 @@ def _context(config: GenerateConfig, frames: int) -> int:
 
 
 def sampled_range(block: slice, context: int, frames: int, n_times: int) -> tuple[int, int]:
-    """Frames ``[lo, hi)`` sampled for the time block ``block``: ``context`` more on each side (clipped to the
-    period), widened backwards to at least one clip."""
-    lo, hi = max(block.start - context, 0), min(block.stop + context, n_times)
-    return (max(hi - frames, 0), hi) if hi - lo < frames else (lo, hi)
+    """Frames ``[lo, hi)`` sampled for the time block ``block``: ``context`` more on each side, at least one
+    clip; at the period's ends the range shifts inward rather than shrinking, so every full block samples
+    the same number of frames (and needs the same memory) wherever it lies in the period."""
+    length = min(max(block.stop - block.start + 2 * context, frames), n_times)
+    lo = min(max(block.start - context, 0), n_times - length)
+    return lo, lo + length
 
 
 def window_joins(n_times: int, time_block: int, context: int, frames: int, stride: int) -> list[int]:
@@ -226,7 +230,18 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
             truth = np.asarray(check_values(fine.load(), run.store_names, precipitation=True)[0].values, np.float32)
     store.write_item(config.output, spec, item, ensemble.cpu().numpy().astype(np.float32), seeds[:, keep],
                      deterministic, truth, coarse)
+    del raw, cond, mu, ensemble
+    _release_memory()
     return item.key
+
+
+def _release_memory() -> None:
+    """Hand the item's freed buffers back to the OS, so the next item does not start fragmented."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _baselines(config: GenerateConfig, rt: Runtime, table: QuantileTable | None, mu: torch.Tensor,
