@@ -82,16 +82,29 @@ class GenerateConfig(BaseModel):
             raise ValueError(f"member_block ({self.member_block}) exceeds members ({self.members})")
         return self
 
+    def stride(self, frames: int) -> int:
+        """Frames between overlapping windows for clips of ``frames`` (``window_stride`` or T // 2)."""
+        stride = self.window_stride or max(frames // 2, 1)
+        if stride > frames:
+            raise ValueError(f"window_stride {stride} exceeds the bundle's clip length {frames}: frames between "
+                             f"windows would never be sampled")
+        return stride
+
+    def with_absolute_paths(self) -> GenerateConfig:
+        """The same config with ``bundle``, ``catalog`` and ``output`` made absolute."""
+        return self.model_copy(update={k: Path(getattr(self, k)).absolute() for k in ("bundle", "catalog", "output")})
+
     @property
     def members_per_item(self) -> int:
         return self.member_block or self.members
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> GenerateConfig:
-        """Read a YAML file (or the ``generate:`` section of one), fields in ``overrides`` replacing the file's
-        (nested ``sampler`` fields merge); errors name the file and the field."""
+        """Read a YAML file (or the ``generate:`` section of one: its paths must then be there or in
+        ``overrides``), fields in ``overrides`` replacing the file's (nested ``sampler`` fields merge); errors
+        name the file and the field."""
         doc = read_yaml_mapping(path, "generate config")
-        doc = doc.get("generate", doc)  # or a pipeline's `generate:`
+        doc = doc["generate"] if isinstance(doc.get("generate"), dict) else doc  # or a `generate:` section
         if overrides:
             sampler = {**(doc.get("sampler") or {}), **overrides.get("sampler", {})}
             doc = {**doc, **overrides, **({"sampler": sampler} if sampler else {})}

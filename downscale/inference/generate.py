@@ -28,6 +28,7 @@ import ctypes
 import datetime as dt
 import gc
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,9 +42,9 @@ from data_catalog.catalog import Catalog, load_catalog
 from data_catalog.errors import DataError
 from data_catalog.loader import MemberData, open_grid, open_member, open_topography
 from data_catalog.reader import is_precipitation
-from data_catalog.schema import PRECIPITATION, TIME
+from data_catalog.schema import TIME
 from data_catalog.upsample import correct_block_means
-from data_catalog.validation import check_values
+from data_catalog.validation import check_values, time_step_seconds
 from downscale.bundle import BundleError, BundleMetadata, check_inputs, read_bundle_metadata
 from downscale.inference import store
 from downscale.inference.baselines import QuantileTable, interpolate_baseline, quantile_map
@@ -52,9 +53,6 @@ from downscale.inference.runtime import Runtime, frame_seed, load_runtime, resol
 from downscale.inference.windows import window_starts
 
 log = logging.getLogger(__name__)
-
-COARSE_PRECIPITATION = f"{PRECIPITATION}_coarse"
-
 
 @dataclass(frozen=True)
 class RunInput:
@@ -111,10 +109,12 @@ def open_run(config: GenerateConfig) -> RunInput:
         raise BundleError(f"{source}: fine grid C{res.fine} but bundle {meta.bundle_id} downscales to "
                           f"C{meta.fine_resolution}")
     check_inputs(meta, catalog.predictors, res.coarse, None, source)
-    if COARSE_PRECIPITATION not in meta.predictors:
-        raise BundleError(f"bundle {meta.bundle_id}: has no {COARSE_PRECIPITATION} predictor; the baselines and "
+    if store.COARSE not in meta.predictors:
+        raise BundleError(f"bundle {meta.bundle_id}: has no {store.COARSE} predictor; the baselines and "
                           f"the mass check need the coarse precipitation")
     data = open_member(catalog, config.member, check=False)
+    check_inputs(meta, catalog.predictors, res.coarse, time_step_seconds(data.coarse, ", ".join(data.stores)),
+                 source)
     times = np.asarray(data.coarse.indexes[TIME])
     period = _period(times, config, ", ".join(data.stores), meta.time_step_seconds, meta.clip_frames)
     grid = open_grid(catalog, "fine")
@@ -135,7 +135,7 @@ def output_spec(run: RunInput, config: GenerateConfig, runtime_attrs: dict) -> s
 def provenance(run: RunInput, config: GenerateConfig) -> dict:
     """Global attributes recording how the store was made."""
     frames = run.meta.clip_frames
-    stride = min(config.window_stride or max(frames // 2, 1), frames)
+    stride = config.stride(frames)
     return {
         "bundle_id": run.meta.bundle_id, "bundle": str(config.bundle),
         "bundle_created": run.meta.created, "bundle_software_version": run.meta.software_version,
@@ -179,16 +179,25 @@ def window_joins(n_times: int, time_block: int, context: int, frames: int, strid
 
 # ---- one work item -----------------------------------------------------------------------------------------
 @lru_cache(maxsize=2)
-def _cached(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
+def _cached_unlocked(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
     """The opened run and loaded model of a config, once per process (Dask workers call items repeatedly)."""
     run = open_run(config)
-    runtime = load_runtime(config.bundle, config.device, config.sampler, config.window_stride,
+    runtime = load_runtime(config.bundle, config.device, config.sampler, config.stride(run.meta.clip_frames),
                            config.members_per_batch, run.fine_grid["lat"].values, run.fine_grid["lon"].values,
                            run.topography)
     qm = run.meta.baselines.get("quantile_mapping")
     table = QuantileTable.model_validate(qm) if qm else None
     area = torch.as_tensor(run.fine_grid["area"].values, dtype=torch.float64, device=runtime.device)
     return run, runtime, table, area
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+def _cached(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
+    """:func:`_cached_unlocked` behind a lock: worker threads that start together load the model once."""
+    with _LOAD_LOCK:
+        return _cached_unlocked(config)
 
 
 def _read_block(run: RunInput, names: tuple[str, ...], lo: int, hi: int) -> np.ndarray:
@@ -218,13 +227,13 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
     seeds = np.array([[frame_seed(config.seed, k, run.first + f) for f in range(lo, hi)]
                       for k in range(m.start, m.stop)], dtype=np.int64)
     ensemble = rt.members(cond, mu, seeds)[:, keep]
-    coarse_p = torch.from_numpy(raw[keep, run.meta.predictors.index(COARSE_PRECIPITATION)]).to(rt.device)
+    coarse_p = torch.from_numpy(raw[keep, run.meta.predictors.index(store.COARSE)]).to(rt.device)
     if config.mass_correction:
         ensemble = correct_block_means(ensemble.double(), coarse_p, run.meta.factor, area).clamp_min(0).float()
     deterministic = truth = coarse = None
     if item.member_block == 0:
         deterministic = _baselines(config, rt, table, mu[0, keep, 0], coarse_p, area)
-        coarse = raw[keep, run.meta.predictors.index(COARSE_PRECIPITATION)]
+        coarse = raw[keep, run.meta.predictors.index(store.COARSE)]
         if spec.has_truth:
             fine = run.data.fine[run.catalog.precipitation].isel({TIME: slice(run.first + t.start, run.first + t.stop)})
             truth = np.asarray(check_values(fine.load(), run.store_names, precipitation=True)[0].values, np.float32)
@@ -275,26 +284,31 @@ def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.W
         return
     from distributed import Client, LocalCluster
 
+    threads = torch.get_num_threads()
     if config.scheduler is None:
-        torch.set_num_threads(max(1, torch.get_num_threads() // config.workers))
+        _cached(config)  # load once, before the worker threads ask for it
+        torch.set_num_threads(max(1, threads // config.workers))
         cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=config.workers,
                                dashboard_address=None)
         client = Client(cluster)
     else:
         cluster, client = None, Client(config.scheduler)
     try:
-        futures = client.map(run_item, [config] * len(items), [spec] * len(items), items, key=[f"downscale-{i.key}" for i in items],
-                             pure=False)
+        # keys unique to this store's layout: another run on a shared scheduler never aliases these items
+        keys = [f"downscale-{spec.fingerprint[:16]}-{item.key}" for item in items]
+        futures = client.map(run_item, [config] * len(items), [spec] * len(items), items, key=keys, pure=False)
         for done in client.gather(futures):
             log.info("item %s", done)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+        torch.set_num_threads(threads)
 
 
 def planned_spec(config: GenerateConfig) -> store.OutputSpec:
     """The layout ``config`` writes (opens and checks the input; reads no data)."""
+    config = config.with_absolute_paths()
     run = open_run(config)
     _check_baselines(run, config)
     return output_spec(run, config, provenance(run, config))
@@ -302,10 +316,12 @@ def planned_spec(config: GenerateConfig) -> store.OutputSpec:
 
 def generate(config: GenerateConfig) -> Path:
     """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
+    config = config.with_absolute_paths()  # workers elsewhere (a Dask cluster) see the same files
     out = Path(config.output)
     if store.is_complete(out) and not config.overwrite:
         raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it")
-    resolve_device(config.device)  # a bad device name fails here, not in a worker
+    if config.scheduler is None:
+        resolve_device(config.device)  # a bad device name fails here, not in a worker
     spec = planned_spec(config)
     store.create_store(out, spec, overwrite=config.overwrite)
     pending = store.pending_items(out, spec)

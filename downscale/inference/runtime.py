@@ -11,7 +11,7 @@ Shapes (cube geometry, one time range of ``L ≥ T`` frames, ``T`` = the bundle'
 
 Noise is keyed to (seed, member, global frame): the latent of member ``k`` at frame ``t`` is drawn on the
 CPU from :func:`frame_seed` (``seed, k, t``), and so is the churn noise of step ``i`` (``seed, k, t, i + 1``).
-A member is therefore reproducible bit for bit on the same device, whatever else runs in its batch, and
+(The churn seed of step ``i`` is ``frame_seed(frame's seed, 0, 0, i + 1)``.) A member is therefore reproducible bit for bit on the same device, whatever else runs in its batch, and
 two work items that overlap in time start their shared frames from the same noise.
 """
 
@@ -35,10 +35,16 @@ from downscale.models.downscaler import VideoDownscaler
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA if available, else CPU; anything else as torch spells it."""
+    """``auto`` → CUDA if available, else CPU; anything else as torch spells it (a CUDA device must exist)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {device!r}: {err}") from None
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def frame_seed(seed: int, member: int, frame: int, step: int = 0) -> int:
@@ -118,7 +124,7 @@ class Runtime:
         return self.stats.denormalize(self.meta.target, y.float().clamp(max=self._cap)).clamp_min(0.0)
 
     def _fused(self, window_fn, length: int):
-        return fused_denoiser(window_fn, length, self.frames, min(self.window_stride, self.frames))
+        return fused_denoiser(window_fn, length, self.frames, self.window_stride)
 
     @torch.no_grad()
     def mean(self, cond: torch.Tensor) -> torch.Tensor:
@@ -149,7 +155,7 @@ class Runtime:
         return self.physical(mu + residual).squeeze(2)
 
 
-def load_runtime(bundle: str | Path, device: str, sampler: SamplerConfig, window_stride: int | None,
+def load_runtime(bundle: str | Path, device: str, sampler: SamplerConfig, window_stride: int,
                  members_per_batch: int, lat: np.ndarray, lon: np.ndarray,
                  topography: np.ndarray | None) -> Runtime:
     """Load ``bundle`` onto ``device`` (eval mode) with the static conditioning of the fine grid."""
@@ -159,5 +165,4 @@ def load_runtime(bundle: str | Path, device: str, sampler: SamplerConfig, window
     net, meta = load_model_from_bundle(bundle, dev)
     stats = NormalizationStats.model_validate(meta.normalization)
     static = torch.from_numpy(static_features(meta, stats, lat, lon, topography)).to(dev)
-    stride = window_stride or max(meta.clip_frames // 2, 1)
-    return Runtime(net, meta, static, sampler, stride, members_per_batch)
+    return Runtime(net, meta, static, sampler, window_stride, members_per_batch)

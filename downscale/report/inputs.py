@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from downscale.inference.store import COMPLETE, STATUS
+
 COMPARISON_FILES = ("metrics.json", "maps.zarr", "curves.nc")
 EVALUATION_FILE = "evaluation.json"
 DIAGNOSTIC_FILES = (*COMPARISON_FILES, EVALUATION_FILE)
@@ -36,16 +38,22 @@ def _is_url(path: str | Path) -> bool:
 def open_output_store(path: str | Path) -> xr.Dataset:
     """Open an output store lazily with ``xr.open_zarr`` (consolidated metadata if it has it).
 
-    Raises ``FileNotFoundError`` naming the store if a local path does not exist.
+    Raises ``FileNotFoundError`` naming the store if a local path does not exist, and ``ValueError`` for a
+    store that ``downscale generate`` has not finished (its unwritten frames are NaN, not results).
     """
     if not _is_url(path) and not Path(path).exists():
         raise FileNotFoundError(f"output store {path} not found")
     with warnings.catch_warnings():     # a store without consolidated metadata opens all the same
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            return xr.open_zarr(path)
+            ds = xr.open_zarr(path)
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"output store {path} is not a readable Zarr store: {err}") from err
+    status = ds.attrs.get(STATUS)
+    if status is not None and status != COMPLETE:
+        raise ValueError(f"output store {path} is {status}: finish it first (rerun the same `downscale generate`, "
+                         f"which writes only the missing work items)")
+    return ds
 
 
 def is_complete(diagnostics_dir: str | Path) -> bool:

@@ -23,6 +23,7 @@ from downscale.cli import main as cli
 from downscale.inference import store
 from downscale.inference.config import GenerateConfig
 from downscale.inference.generate import generate
+from downscale.report.evaluate import evaluate
 from downscale.training.ddp_script import prepare_tiny_dataset, tiny_config
 from downscale.training.trainer import train
 
@@ -126,6 +127,8 @@ def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, se
     assert not store.is_complete(out)
     with pytest.raises(ValueError, match="in progress"):
         store.open_output(out)
+    with pytest.raises(ValueError, match="is in progress: finish it first"):
+        evaluate(out, tmp_path / "diagnostics")         # NaN fill values are never scored as results
     generate(config)
     assert store.is_complete(out)
     _equal_stores(reference, out)
