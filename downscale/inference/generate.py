@@ -10,7 +10,8 @@ Steps:
 2. **Plan**: the period is cut into work items of ``time_block`` frames × ``member_block`` members
    (:func:`downscale.inference.store.plan_items`). An item samples its frames plus ``context_frames``
    on each side (so the model sees the weather coming and going), with overlapping T-frame windows
-   fused at every denoising step, and writes only its own frames. Memory depends on ``time_block``,
+   fused at every denoising step, and writes only its own frames. Members are then rescaled to the coarse
+   input's mass per coarse cell (``mass_correction``, on by default). Memory depends on ``time_block``,
    never on the period's length.
 3. **Run** the items still missing from the store (a restarted run skips finished ones), serially or on
    Dask (local threads, or a scheduler address), each a region write into the Zarr v3 store.
@@ -108,13 +109,13 @@ def open_run(config: GenerateConfig) -> RunInput:
     if res.fine != meta.fine_resolution:
         raise BundleError(f"{source}: fine grid C{res.fine} but bundle {meta.bundle_id} downscales to "
                           f"C{meta.fine_resolution}")
-    check_inputs(meta, catalog.predictors, res.coarse, None, source)
+    check_inputs(meta, catalog.predictors, res.coarse, None, source)  # before any store is opened
     if store.COARSE not in meta.predictors:
         raise BundleError(f"bundle {meta.bundle_id}: has no {store.COARSE} predictor; the baselines and "
                           f"the mass check need the coarse precipitation")
     data = open_member(catalog, config.member, check=False)
-    check_inputs(meta, catalog.predictors, res.coarse, time_step_seconds(data.coarse, ", ".join(data.stores)),
-                 source)
+    step = time_step_seconds(data.coarse, ", ".join(data.stores))  # read off the store
+    check_inputs(meta, catalog.predictors, res.coarse, step, source)
     times = np.asarray(data.coarse.indexes[TIME])
     period = _period(times, config, ", ".join(data.stores), meta.time_step_seconds, meta.clip_frames)
     grid = open_grid(catalog, "fine")
