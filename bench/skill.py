@@ -24,12 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from data_catalog.schema import SECONDS_PER_DAY as MM_DAY  # noqa: E402  (kg m-2 s-1 → mm/day)
 from downscale import stages  # noqa: E402
 from downscale.config import PipelineConfig, demo_config  # noqa: E402
 from downscale.report.inputs import read_diagnostics  # noqa: E402
 from downscale.report.tables import TARGETS, fmt  # noqa: E402
 
-MM_DAY = 86400.0
 ABSOLUTE = (("crps", "CRPS (mm/day)", MM_DAY), ("mae", "MAE of the mean (mm/day)", MM_DAY),
             ("pe", "PE (mm/day)", MM_DAY), ("emd", "EMD (mm/day)", MM_DAY), ("sae", "SAE", 1.0),
             ("spread_skill", "spread–skill", 1.0), ("relative_bias", "relative bias (%)", 100.0))

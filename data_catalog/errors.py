@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-M = TypeVar("M")
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DataError(ValueError):
@@ -36,8 +39,6 @@ def describe_validation_error(what: str, err: Exception) -> str:
 def read_yaml_mapping(path: Path, what: str, error: type[ValueError] = ValueError) -> dict:
     """The top-level mapping of a YAML file; ``error`` naming ``what`` and the file when it cannot be read,
     is not YAML or is not a mapping."""
-    import yaml
-
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as err:
@@ -51,8 +52,6 @@ def read_yaml_mapping(path: Path, what: str, error: type[ValueError] = ValueErro
 
 def validated(model: type[M], doc: object, what: str) -> M:
     """``model.model_validate(doc)``; a ValueError naming ``what`` and each bad field otherwise."""
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(doc)
     except ValidationError as err:

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import xarray as xr
-from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from downscale.diagnostics.weights import get_region
 from downscale.plots.globe import REGIONS as ZOOMS
-from downscale.plots.globe import load_coastlines, plot_cube, wrap_longitude, zoom
+from downscale.plots.globe import add_coastlines, plot_cube, zoom
 from downscale.report.style import LABELS, MM_DAY, SECONDS_PER_DAY, log_ticks, panel_grid
 
 DRY_MM_DAY = 0.1
@@ -72,24 +70,6 @@ def _symmetric_norm(values: np.ndarray, cap: float | None = None) -> Normalize:
     return Normalize(vmin=-v, vmax=v)
 
 
-@lru_cache(maxsize=1)
-def _coastline_segments(central_longitude: float = 180.0) -> tuple[np.ndarray, ...]:
-    """Natural Earth coastlines (:func:`downscale.plots.globe.load_coastlines`) in map longitudes, split
-    wherever a line crosses the map's antimeridian (as :func:`~downscale.plots.globe.add_coastlines`)."""
-    segments = []
-    for line in load_coastlines():
-        x = wrap_longitude(line[:, 0], central_longitude)
-        breaks = np.flatnonzero(np.abs(np.diff(x)) > 180.0) + 1
-        segments += [np.column_stack([xs, ys]) for xs, ys in zip(np.split(x, breaks), np.split(line[:, 1], breaks),
-                                                                 strict=True) if len(xs) > 1]
-    return tuple(segments)
-
-
-def add_coastline_collection(ax) -> None:
-    """Coastlines as one ``LineCollection`` (one artist instead of ~130 lines: panels draw much faster)."""
-    ax.add_collection(LineCollection(_coastline_segments(), colors="0.25", linewidths=0.5), autolim=False)
-
-
 def _style_axes(ax, title: str, region: str | None = None) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_facecolor("0.93")
@@ -111,7 +91,7 @@ def _panels(panels: Sequence[tuple[str, np.ndarray]], lonb: np.ndarray, latb: np
     mesh = None
     for ax, (title, values) in zip(axes, panels, strict=True):
         mesh = plot_cube(ax, lonb, latb, values, norm=norm, cmap=cmap, mask_below=mask_below)[0]
-        add_coastline_collection(ax)
+        add_coastlines(ax)
         _style_axes(ax, title, region)
         if region is not None:
             _metric_box(ax, region)

@@ -28,7 +28,8 @@ from matplotlib.axis import Axis  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-SECONDS_PER_DAY = 86400.0
+from data_catalog.schema import SECONDS_PER_DAY  # noqa: E402,F401  (re-exported for the report modules)
+
 MM_DAY = "mm/day"
 FLUX = "kg m-2 s-1"
 DPI = 90
