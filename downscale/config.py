@@ -51,6 +51,12 @@ class DataSource(BaseModel):
         return self
 
 
+def _mapping(doc: dict, key: str) -> dict | None:
+    """``doc[key]`` as a dict (absent or null: empty); None if it is something else."""
+    value = doc.get(key) or {}
+    return value if isinstance(value, dict) else None
+
+
 class EvaluateSettings(BaseModel):
     """The last stage: diagnostics of the generated store (``downscale evaluate``) and the HTML report."""
 
@@ -79,23 +85,18 @@ class PipelineConfig(BaseModel):
         unless the file gives them."""
         if not isinstance(doc, dict) or "workdir" not in doc:
             return doc
-        doc = dict(doc)
-        workdir = Path(doc["workdir"])
-        train = doc.get("train") or {}
-        if isinstance(train, dict):
-            train = {"dataset": workdir / "prepared", "output_dir": workdir / "train", **train}
-            doc["train"] = train
-        generate = doc.get("generate") or {}
-        if isinstance(generate, dict) and isinstance(train, dict):
-            data = doc.get("data") or {}
-            catalog = data.get("catalog") if isinstance(data, dict) else None
-            splits = ((doc.get("prepare") or {}).get("splits") or {}) if isinstance(doc.get("prepare"), dict) else {}
-            held_out = list(splits.get("validation_members") or splits.get("test_members") or [])
-            member = generate.get("member") or (held_out[0] if held_out else None)
-            defaults = {"bundle": Path(train["output_dir"]) / "model.bundle.safetensors",
-                        "catalog": catalog or workdir / "data" / "catalog.yaml",
-                        "output": workdir / "outputs" / f"{member}.zarr"}
-            doc["generate"] = {**defaults, **({"member": member} if member else {}), **generate}
+        workdir, doc = Path(doc["workdir"]), dict(doc)
+        train, generate = _mapping(doc, "train"), _mapping(doc, "generate")
+        if train is None or generate is None:
+            return doc  # not mappings: left for validation to refuse
+        doc["train"] = train = {"dataset": workdir / "prepared", "output_dir": workdir / "train", **train}
+        splits = (_mapping(doc, "prepare") or {}).get("splits") or {}
+        held_out = [*(splits.get("validation_members") or ()), *(splits.get("test_members") or ())]
+        member = generate.get("member") or (held_out[0] if held_out else None)
+        defaults = {"bundle": Path(train["output_dir"]) / "model.bundle.safetensors",
+                    "catalog": (_mapping(doc, "data") or {}).get("catalog") or workdir / "data" / "catalog.yaml",
+                    "output": workdir / "outputs" / f"{member}.zarr", **({"member": member} if member else {})}
+        doc["generate"] = {**defaults, **generate}
         return doc
 
     @property

@@ -109,13 +109,12 @@ def open_run(config: GenerateConfig) -> RunInput:
     if res.fine != meta.fine_resolution:
         raise BundleError(f"{source}: fine grid C{res.fine} but bundle {meta.bundle_id} downscales to "
                           f"C{meta.fine_resolution}")
-    check_inputs(meta, catalog.predictors, res.coarse, None, source)  # before any store is opened
     if store.COARSE not in meta.predictors:
         raise BundleError(f"bundle {meta.bundle_id}: has no {store.COARSE} predictor; the baselines and "
                           f"the mass check need the coarse precipitation")
     data = open_member(catalog, config.member, check=False)
-    step = time_step_seconds(data.coarse, ", ".join(data.stores))  # read off the store
-    check_inputs(meta, catalog.predictors, res.coarse, step, source)
+    check_inputs(meta, catalog.predictors, res.coarse, time_step_seconds(data.coarse, ", ".join(data.stores)),
+                 source)
     times = np.asarray(data.coarse.indexes[TIME])
     period = _period(times, config, ", ".join(data.stores), meta.time_step_seconds, meta.clip_frames)
     grid = open_grid(catalog, "fine")
@@ -180,9 +179,15 @@ def window_joins(n_times: int, time_block: int, context: int, frames: int, strid
 
 # ---- one work item -----------------------------------------------------------------------------------------
 @lru_cache(maxsize=2)
+def _opened_run(config: GenerateConfig) -> RunInput:
+    """:func:`open_run` once per config and process (the driver's plan and its items share it)."""
+    return open_run(config)
+
+
+@lru_cache(maxsize=2)
 def _cached_unlocked(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
     """The opened run and loaded model of a config, once per process (Dask workers call items repeatedly)."""
-    run = open_run(config)
+    run = _opened_run(config)
     runtime = load_runtime(config.bundle, config.device, config.sampler, config.stride(run.meta.clip_frames),
                            config.members_per_batch, run.fine_grid["lat"].values, run.fine_grid["lon"].values,
                            run.topography)
@@ -258,7 +263,8 @@ def _baselines(config: GenerateConfig, rt: Runtime, table: QuantileTable | None,
                coarse_p: torch.Tensor, area: torch.Tensor) -> dict[str, np.ndarray]:
     """``(t, 6, nf, nf)`` float32 of each configured baseline."""
     out: dict[str, torch.Tensor] = {}
-    interpolated = interpolate_baseline(coarse_p.double(), rt.meta.factor, area)
+    if {"bilinear", "qm"} & set(config.baselines):
+        interpolated = interpolate_baseline(coarse_p.double(), rt.meta.factor, area)
     for name in config.baselines:
         if name == "bilinear":
             out[name] = interpolated
@@ -310,7 +316,7 @@ def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.W
 def planned_spec(config: GenerateConfig) -> store.OutputSpec:
     """The layout ``config`` writes (opens and checks the input; reads no data)."""
     config = config.with_absolute_paths()
-    run = open_run(config)
+    run = _opened_run(config)
     _check_baselines(run, config)
     return output_spec(run, config, provenance(run, config))
 

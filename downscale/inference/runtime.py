@@ -29,7 +29,7 @@ from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import GEOMETRY_FEATURES
 from downscale.bundle import BundleMetadata
 from downscale.inference.samplers import SamplerConfig, sample
-from downscale.inference.windows import fused_denoiser
+from downscale.inference.windows import fuse_windows, fused_denoiser
 from downscale.models.conditioning import build_conditioning
 from downscale.models.downscaler import VideoDownscaler
 
@@ -123,14 +123,11 @@ class Runtime:
         """Normalized target → kg m-2 s-1, ≥ 0 (capped at 1 kg m-2 s-1 before the inverse log transform)."""
         return self.stats.denormalize(self.meta.target, y.float().clamp(max=self._cap)).clamp_min(0.0)
 
-    def _fused(self, window_fn, length: int):
-        return fused_denoiser(window_fn, length, self.frames, self.window_stride)
-
     @torch.no_grad()
     def mean(self, cond: torch.Tensor) -> torch.Tensor:
-        """Deterministic mean ``μ (1, L, 1, 6, nf, nf)`` (normalized) of ``cond (1, L, C, …)``."""
-        window = self._fused(lambda x, sigma, s: self.net.forward_mean(cond[:, s:s + self.frames]), cond.shape[1])
-        return window(cond.new_zeros(1, cond.shape[1], 1, *cond.shape[3:]), cond.new_ones(1))
+        """Deterministic mean ``μ (1, L, 1, 6, nf, nf)`` (normalized) of ``cond (1, L, C, …)``, windows fused."""
+        T = self.frames
+        return fuse_windows(lambda s: self.net.forward_mean(cond[:, s:s + T]), cond.shape[1], T, self.window_stride)
 
     @torch.no_grad()
     def members(self, cond: torch.Tensor, mu: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
@@ -151,7 +148,8 @@ class Runtime:
 
         latents = frame_noise(seeds, spatial).to(self.device)
         churn = (lambda i: frame_noise(seeds, spatial, i + 1).to(self.device)) if self.sampler.stochastic else None
-        residual = sample(self._fused(window, length), latents, self.sampler, churn_noise=churn)
+        denoise = fused_denoiser(window, length, T, self.window_stride)
+        residual = sample(denoise, latents, self.sampler, churn_noise=churn)
         return self.physical(mu + residual).squeeze(2)
 
 

@@ -413,12 +413,14 @@ def _status(root: Path) -> str | None:
     return COMPLETE if status == COMPLETE and consolidated else IN_PROGRESS
 
 
+def _fingerprint(root: Path) -> str | None:
+    return (_root_metadata(root) or {}).get("attributes", {}).get(FINGERPRINT)
+
+
 def matches(path: str | os.PathLike[str], spec: OutputSpec) -> bool:
     """True if ``path`` holds an output store (complete or not) laid out for ``spec``."""
     root = Path(path)
-    if _status(root) is None:
-        return False
-    return (_root_metadata(root) or {}).get("attributes", {}).get(FINGERPRINT) == spec.fingerprint
+    return _status(root) is not None and _fingerprint(root) == spec.fingerprint
 
 
 def _require_spec(root: Path, spec: OutputSpec) -> str:
@@ -426,7 +428,7 @@ def _require_spec(root: Path, spec: OutputSpec) -> str:
     status = _status(root)
     if status is None:
         raise FileNotFoundError(f"output store {root}: does not exist (create it with create_store)")
-    found = str((_root_metadata(root) or {}).get("attributes", {}).get(FINGERPRINT))
+    found = str(_fingerprint(root))
     if found != spec.fingerprint:
         raise OutputStoreError(
             f"output store {root}: was created for a different spec (fingerprint {found[:12]}, this spec "
@@ -451,9 +453,11 @@ def _quiet_bookkeeping() -> Iterator[None]:
         yield
 
 
-def _missing(root: Path, done: set[str]) -> list[str]:
+def _pending(root: Path) -> list[WorkItem]:
+    """The items of the store's plan (written at creation) that have no marker yet."""
     plan = json.loads((root / BOOKKEEPING / PLAN).read_text())
-    return [i.key for i in _items(plan["time_blocks"], plan["member_blocks"]) if i.key not in done]
+    done = done_items(root)
+    return [i for i in _items(plan["time_blocks"], plan["member_blocks"]) if i.key not in done]
 
 
 def _describe(keys: list[str], limit: int = 10) -> str:
@@ -573,8 +577,7 @@ def pending_items(path: str | os.PathLike[str], spec: OutputSpec) -> list[WorkIt
     """The items of ``spec`` still to write into the store at ``path`` (all of them for a new store)."""
     root = Path(path)
     _require_spec(root, spec)
-    done = done_items(root)
-    return [item for item in plan_items(spec) if item.key not in done]
+    return _pending(root)
 
 
 def finalize_store(path: str | os.PathLike[str], spec: OutputSpec) -> None:
@@ -621,7 +624,7 @@ def open_output(path: str | os.PathLike[str], allow_incomplete: bool = False) ->
         raise FileNotFoundError(f"output store {root}: does not exist")
     if status == COMPLETE:
         return xr.open_zarr(root, consolidated=True, chunks=_shard_chunks(root))
-    missing = _missing(root, done_items(root))
+    missing = [i.key for i in _pending(root)]
     if not allow_incomplete:
         raise IncompleteStoreError(f"output store {root}: in progress, {len(missing)} work items missing: "
                                    f"{_describe(missing)} (finish and finalize it, or pass allow_incomplete=True)")

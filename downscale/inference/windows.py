@@ -91,23 +91,33 @@ def _denoise_window(denoise_window: WindowDenoiser, x: torch.Tensor, sigma: torc
     return out
 
 
+def fuse_windows(window_fn: Callable[[int], torch.Tensor], length: int, frames: int, stride: int,
+                 taper: Taper = "triangular") -> torch.Tensor:
+    """``Σ_w weight·window_fn(s_w)`` placed at frames ``s_w … s_w + T − 1`` of a ``(B, length, …)`` result, for the
+    starts of :func:`window_starts`; ``window_fn(start)`` returns ``(B, T, …)``. Each frame's weights sum to 1."""
+    starts = window_starts(length, frames, stride)
+    fused = None
+    for s, w in zip(starts, _fusion_weights(length, frames, starts, taper), strict=True):
+        out = window_fn(s)
+        if fused is None:
+            fused = out.new_zeros(out.shape[0], length, *out.shape[2:])
+        fused[:, s:s + frames] += w.to(out).view(1, frames, *[1] * (out.ndim - 2)) * out
+    return fused
+
+
 def fused_denoiser(denoise_window: WindowDenoiser, length: int, frames: int, stride: int,
                    taper: Taper = "triangular") -> Denoiser:
     """The block denoiser ``D(x (B, length, …), sigma (B,)) → (B, length, …)`` fusing the T-frame windows at
     :func:`window_starts` with ``taper`` weights; ``denoise_window`` as in the module docstring. The output has
     the dtype of ``x``."""
-    starts = window_starts(length, frames, stride)
-    weights = _fusion_weights(length, frames, starts, taper)
+    window_starts(length, frames, stride)  # a bad geometry fails here, not at the first call
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if x.ndim < 3 or x.shape[1] != length:
             raise ValueError(f"x must be (B, {length}, C, …), got {tuple(x.shape)}")
         if sigma.shape != (x.shape[0],):
             raise ValueError(f"sigma must be ({x.shape[0]},), got {tuple(sigma.shape)}")
-        fused = torch.zeros_like(x)
-        for s, w in zip(starts, weights, strict=True):
-            D_s = _denoise_window(denoise_window, x, sigma, s, frames)
-            fused[:, s:s + frames] += w.to(x).view(1, frames, *[1] * (x.ndim - 2)) * D_s.to(x.dtype)
-        return fused
+        return fuse_windows(lambda s: _denoise_window(denoise_window, x, sigma, s, frames).to(x.dtype),
+                            length, frames, stride, taper)
 
     return denoise
