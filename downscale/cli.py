@@ -86,7 +86,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
              "members": args.members, "seed": args.seed, "start": args.start, "end": args.end,
              "members_per_batch": args.members_per_batch, "time_block": args.time_block,
              "workers": args.workers, "device": args.device, "scheduler": args.scheduler,
-             "mass_correction": False if args.no_mass_correction else None, "overwrite": args.overwrite or None}
+             "mass_correction": False if args.no_mass_correction else None, "overwrite": args.overwrite or None,
+             "append": args.append or None}
     doc = {k: v for k, v in flags.items() if v is not None}
     sampler = {k: v for k, v in (("kind", args.sampler), ("num_steps", args.steps)) if v is not None}
     if sampler:  # merged into the YAML's sampler, or into the default one
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mass-correction", action="store_true",
                    help="keep the members as sampled (default: rescaled to the coarse input's mass per coarse cell)")
     p.add_argument("--overwrite", action="store_true", help="replace a complete output store")
+    p.add_argument("--append", action="store_true",
+                   help="grow a complete output store of the same settings by the frames its input gained since")
 
     p = _add(sub, "evaluate", "score the ensemble, baselines and coarse input of an output store against its "
              "truth; writes metrics.json, maps.zarr, curves.nc and evaluation.json", _cmd_evaluate)

@@ -24,6 +24,8 @@ Complete example (every field; only ``bundle``, ``catalog``, ``member`` and ``ou
     workers: 1                        # work items run at once (Dask threads on this machine)
     scheduler: null                   # a Dask scheduler address (tcp://…) to run items on a cluster instead
     overwrite: false                  # replace a complete output store
+    append: false                     # grow a complete store of this configuration by the frames its input
+                                      # gained since (incremental runs); frames already written are kept
 
 Validation errors name the field and the problem.
 """
@@ -73,6 +75,8 @@ class GenerateConfig(BaseModel):
     workers: int = Field(1, ge=1, description="work items at once (Dask threads)")
     scheduler: str | None = Field(None, description="Dask scheduler address; null = local")
     overwrite: bool = False
+    append: bool = Field(False, description="grow a complete output store of this configuration by the frames "
+                                            "the input gained since it was written (never redoes old frames)")
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerateConfig:

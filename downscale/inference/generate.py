@@ -30,6 +30,8 @@ import datetime as dt
 import gc
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,7 +49,7 @@ from data_catalog.schema import TIME
 from data_catalog.upsample import correct_block_means
 from data_catalog.validation import check_values, time_step_seconds
 from downscale.bundle import BundleError, BundleMetadata, check_inputs, read_bundle_metadata
-from downscale.inference import store
+from downscale.inference import growth, store
 from downscale.inference.baselines import QuantileTable, interpolate_baseline, quantile_map
 from downscale.inference.config import GenerateConfig
 from downscale.inference.runtime import Runtime, frame_seed, load_runtime, resolve_device
@@ -146,7 +148,7 @@ def provenance(run: RunInput, config: GenerateConfig) -> dict:
         **config.sampler.attrs(),
         "window_frames": frames, "window_stride": stride,
         "context_frames": _context(config, frames), "time_block": config.time_block,
-        "window_joins": window_joins(len(run.times), config.time_block, _context(config, frames), frames, stride), "mass_correction": str(config.mass_correction).lower(),
+        "mass_correction": str(config.mass_correction).lower(),
         "baselines": list(config.baselines),
     }
 
@@ -164,16 +166,15 @@ def sampled_range(block: slice, context: int, frames: int, n_times: int) -> tupl
     return lo, lo + length
 
 
-def window_joins(n_times: int, time_block: int, context: int, frames: int, stride: int) -> list[int]:
+def window_joins(items: list[store.WorkItem], context: int, frames: int, stride: int, n_times: int) -> list[int]:
     """Frames ``t`` where frame ``t − 1`` and ``t`` were sampled apart: every work-item boundary and, with
     independent windows (``stride == frames``), every window boundary inside an item (fused overlapping
     windows have none)."""
-    joins = set(range(time_block, n_times, time_block))
+    joins = {i.start for i in items if i.start > 0}
     if stride >= frames:
-        for t0 in range(0, n_times, time_block):
-            block = slice(t0, min(t0 + time_block, n_times))
-            lo, hi = sampled_range(block, context, frames, n_times)
-            joins |= {lo + s for s in window_starts(hi - lo, frames, stride) if block.start < lo + s < block.stop}
+        for item in items:
+            lo, hi = sampled_range(item.frames, context, frames, n_times)
+            joins |= {lo + s for s in window_starts(hi - lo, frames, stride) if item.start < lo + s < item.stop}
     return sorted(joins)
 
 
@@ -184,9 +185,18 @@ def _opened_run(config: GenerateConfig) -> RunInput:
     return open_run(config)
 
 
+def _run_for(config: GenerateConfig, spec: store.OutputSpec) -> RunInput:
+    """The opened run of ``config`` over the period of ``spec``, opened again if the input has grown since."""
+    run = _opened_run(config)
+    if len(run.times) != len(spec.times) or run.times[-1] != spec.times[-1]:
+        _opened_run.cache_clear()
+        run = _opened_run(config)
+    return run
+
+
 @lru_cache(maxsize=2)
-def _cached_unlocked(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
-    """The opened run and loaded model of a config, once per process (Dask workers call items repeatedly)."""
+def _loaded_unlocked(config: GenerateConfig) -> tuple[Runtime, QuantileTable | None, torch.Tensor]:
+    """The loaded model of a config, once per process (Dask workers call items repeatedly)."""
     run = _opened_run(config)
     runtime = load_runtime(config.bundle, config.device, config.sampler, config.stride(run.meta.clip_frames),
                            config.members_per_batch, run.fine_grid["lat"].values, run.fine_grid["lon"].values,
@@ -194,16 +204,17 @@ def _cached_unlocked(config: GenerateConfig) -> tuple[RunInput, Runtime, Quantil
     qm = run.meta.baselines.get("quantile_mapping")
     table = QuantileTable.model_validate(qm) if qm else None
     area = torch.as_tensor(run.fine_grid["area"].values, dtype=torch.float64, device=runtime.device)
-    return run, runtime, table, area
+    return runtime, table, area
 
 
 _LOAD_LOCK = threading.Lock()
 
 
-def _cached(config: GenerateConfig) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
-    """:func:`_cached_unlocked` behind a lock: worker threads that start together load the model once."""
+def _cached(config: GenerateConfig, spec: store.OutputSpec
+            ) -> tuple[RunInput, Runtime, QuantileTable | None, torch.Tensor]:
+    """The run and the loaded model behind a lock: worker threads that start together load the model once."""
     with _LOAD_LOCK:
-        return _cached_unlocked(config)
+        return (_run_for(config, spec), *_loaded_unlocked(config))
 
 
 def _read_block(run: RunInput, names: tuple[str, ...], lo: int, hi: int) -> np.ndarray:
@@ -221,9 +232,9 @@ def _read_block(run: RunInput, names: tuple[str, ...], lo: int, hi: int) -> np.n
 
 def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkItem) -> str:
     """Sample and write one work item of the store laid out by ``spec``; returns its key."""
-    run, rt, table, area = _cached(config)
+    run, rt, table, area = _cached(config, spec)
     frames, context = run.meta.clip_frames, _context(config, run.meta.clip_frames)
-    t = item.time_slice(spec)
+    t = item.frames
     lo, hi = sampled_range(t, context, frames, len(run.times))
     keep = slice(t.start - lo, t.stop - lo)
     raw = _read_block(run, run.meta.predictors, lo, hi)
@@ -282,7 +293,23 @@ def _check_baselines(run: RunInput, config: GenerateConfig) -> None:
                           f"drop 'qm' from baselines or re-export the bundle from its training run")
 
 
-def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.WorkItem]) -> None:
+@contextmanager
+def item_threads(config: GenerateConfig, spec: store.OutputSpec) -> Iterator[None]:
+    """While ``config.workers`` local threads run items: torch's threads split among them, and the model loaded
+    once before they start (with a scheduler elsewhere, or one worker, nothing changes)."""
+    threads = torch.get_num_threads()
+    if config.scheduler is None and config.workers > 1:
+        _cached(config, spec)
+        torch.set_num_threads(max(1, threads // config.workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_items(config: GenerateConfig, spec: store.OutputSpec, items: list[store.WorkItem]) -> None:
+    """Run ``items``: in this thread (one worker), on local Dask threads (``workers``) or on the Dask scheduler
+    at ``scheduler``. The Prefect flow maps them over its own task runner instead."""
     if not items:
         return
     if config.workers == 1 and config.scheduler is None:
@@ -291,48 +318,67 @@ def _execute(config: GenerateConfig, spec: store.OutputSpec, items: list[store.W
         return
     from distributed import Client, LocalCluster
 
-    threads = torch.get_num_threads()
-    if config.scheduler is None:
-        _cached(config)  # load once, before the worker threads ask for it
-        torch.set_num_threads(max(1, threads // config.workers))
-        cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=config.workers,
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        cluster, client = None, Client(config.scheduler)
-    try:
-        # keys unique to this store's layout: another run on a shared scheduler never aliases these items
-        keys = [f"downscale-{spec.fingerprint[:16]}-{item.key}" for item in items]
-        futures = client.map(run_item, [config] * len(items), [spec] * len(items), items, key=keys, pure=False)
-        for done in client.gather(futures):
-            log.info("item %s", done)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        torch.set_num_threads(threads)
+    with item_threads(config, spec):
+        cluster = None if config.scheduler else LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=config.workers, dashboard_address=None)
+        client = Client(config.scheduler or cluster)
+        try:
+            # keys unique to this store's layout: another run on a shared scheduler never aliases these items
+            keys = [f"downscale-{spec.fingerprint[:16]}-{item.key}" for item in items]
+            futures = client.map(run_item, [config] * len(items), [spec] * len(items), items, key=keys, pure=False)
+            for done in client.gather(futures):
+                log.info("item %s", done)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def planned_spec(config: GenerateConfig) -> store.OutputSpec:
     """The layout ``config`` writes (opens and checks the input; reads no data)."""
     config = config.with_absolute_paths()
+    _opened_run.cache_clear()  # the input may have grown since it was last opened: plan from what is there now
     run = _opened_run(config)
     _check_baselines(run, config)
     return output_spec(run, config, provenance(run, config))
 
 
-def generate(config: GenerateConfig) -> Path:
-    """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
-    config = config.with_absolute_paths()  # workers elsewhere (a Dask cluster) see the same files
+def open_store(config: GenerateConfig) -> tuple[store.OutputSpec, list[store.WorkItem]]:
+    """Create, resume or (with ``append``) grow the output store of ``config``; its spec and the items to run.
+
+    ``config`` must have absolute paths (:meth:`GenerateConfig.with_absolute_paths`). A complete store is
+    refused unless ``overwrite``; with ``append`` a complete store of the same configuration grows by the
+    frames the input gained (none: nothing to run), and a store of another configuration is refused."""
     out = Path(config.output)
-    if store.is_complete(out) and not config.overwrite:
-        raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it")
     if config.scheduler is None:
         resolve_device(config.device)  # a bad device name fails here, not in a worker
     spec = planned_spec(config)
-    store.create_store(out, spec, overwrite=config.overwrite)
+    if config.append and not config.overwrite and store.exists(out):
+        added = growth.extend_store(out, spec)
+        log.info("%s: %s", out, f"grows by {added} frames" if added else "up to date with its input")
+    elif store.is_complete(out) and not config.overwrite:
+        raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it, or "
+                              f"append (--append) to add the frames its input gained")
+    else:
+        store.create_store(out, spec, overwrite=config.overwrite)
     pending = store.pending_items(out, spec)
-    log.info("%s: %d of %d work items to run", out, len(pending), len(store.plan_items(spec)))
-    _execute(config, spec, pending)
-    store.finalize_store(out, spec)
+    log.info("%s: %d of %d work items to run", out, len(pending), len(store.planned_items(out)))
+    return spec, pending
+
+
+def finish_store(config: GenerateConfig, spec: store.OutputSpec) -> Path:
+    """Finalize the store once every item is written, recording where frames were sampled apart."""
+    run, out = _opened_run(config), Path(config.output)
+    frames = run.meta.clip_frames
+    joins = window_joins(store.planned_items(out), _context(config, frames), frames, config.stride(frames),
+                         len(spec.times))
+    store.finalize_store(out, spec, {"window_joins": joins})
     return out
+
+
+def generate(config: GenerateConfig) -> Path:
+    """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
+    config = config.with_absolute_paths()  # workers elsewhere (a Dask cluster) see the same files
+    spec, pending = open_store(config)
+    run_items(config, spec, pending)
+    return finish_store(config, spec)

@@ -20,7 +20,9 @@ in the calendar of the inputs — Julian for FV3GFS), ``member`` (strings, e.g. 
 are FV3's corner arrays, not CF ``bounds`` (CF wants 4 vertices per cell): corner ``(j, i)`` and
 ``(j+1, i+1)`` are opposite corners of cell ``(j, i)``. Global attributes: ``Conventions: CF-1.10``,
 ``title``, ``history``, the caller's provenance (JSON for lists and dicts), ``downscale_status``
-("in progress" or "complete") and ``downscale_fingerprint`` (SHA-256 of the :class:`OutputSpec`).
+("in progress" or "complete"), ``downscale_fingerprint`` (SHA-256 of the :class:`OutputSpec`) and
+``downscale_series_fingerprint`` (the same without the period's end: a store can grow, see
+:mod:`downscale.inference.growth`).
 
 Layout on disk: each shard holds one member × ``time_block`` frames × 6 tiles × whole tiles, made of
 inner chunks of ``(1, time_chunk, 1, space_chunk, space_chunk)``, so a map at one time and a time
@@ -83,9 +85,9 @@ CORNER_OUTPUT_DIMS = ("tile", "grid_y", "grid_x")
 COARSE_OUTPUT_DIMS = ("tile", "grid_yt_coarse", "grid_xt_coarse")
 #: Dims :attr:`OutputSpec.coarse_area` may come on (the prepared dataset's, or the internal form's).
 COARSE_INPUT_DIMS = (("tile", "yc", "xc"), STATIC_DIMS)
-STATUS, FINGERPRINT = "downscale_status", "downscale_fingerprint"
+STATUS, FINGERPRINT, SERIES = "downscale_status", "downscale_fingerprint", "downscale_series_fingerprint"
 IN_PROGRESS, COMPLETE = "in progress", "complete"
-RESERVED_ATTRS = frozenset({"Conventions", "history", "factor", STATUS, FINGERPRINT})
+RESERVED_ATTRS = frozenset({"Conventions", "history", "factor", STATUS, FINGERPRINT, SERIES})
 MAX_SPACE_CHUNK, MAX_TIME_CHUNK = 96, 8
 SEED_FILL = -1
 BOOKKEEPING, PLAN, ITEMS = ".downscale", "plan.json", "items"
@@ -210,19 +212,18 @@ class OutputSpec:
         return self.space_chunk or _largest_divisor(self.n, MAX_SPACE_CHUNK)
 
     @property
-    def n_time_blocks(self) -> int:
-        return -(-len(self.times) // self.time_block)
-
-    @property
     def n_member_blocks(self) -> int:
         return -(-len(self.members) // self.member_block)
 
     @cached_property
-    def fingerprint(self) -> str:
-        """SHA-256 of everything that decides the store's layout and contents (grid values included)."""
+    def series_fingerprint(self) -> str:
+        """SHA-256 of everything that decides the store's layout and contents (grid values included) except
+        how far its time axis reaches: the first time and the step count, the last time does not. A store
+        may grow into a spec of the same series (:mod:`downscale.inference.growth`)."""
+        step = (self.times[1] - self.times[0]).total_seconds() if len(self.times) > 1 else None
         h = hashlib.sha256()
         h.update(json.dumps({
-            "members": self.members, "times": [t.isoformat() for t in self.times],
+            "members": self.members, "first_time": self.times[0].isoformat(), "step_seconds": step,
             "calendar": self.times[0].calendar, "factor": self.factor, "baselines": self.baselines,
             "has_truth": self.has_truth, "time_block": self.time_block, "member_block": self.member_block,
             "time_chunk": self.time_chunk_length, "space_chunk": self.space_chunk_length, "attrs": self.attrs,
@@ -230,6 +231,12 @@ class OutputSpec:
         for array in (*(self.grid[v] for v in ("lat", "lon", "area", "latb", "lonb")), self.coarse_area):
             h.update(np.ascontiguousarray(array.values, dtype=np.float64).tobytes())
         return h.hexdigest()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the series fingerprint and every time: a store holds exactly one spec's frames."""
+        times = json.dumps([t.isoformat() for t in self.times]).encode()
+        return hashlib.sha256(self.series_fingerprint.encode() + times).hexdigest()
 
 
 def _checked_times(times: Any) -> np.ndarray:
@@ -256,15 +263,19 @@ def _check_grid(grid: xr.Dataset) -> None:
 
 @dataclass(frozen=True, order=True)
 class WorkItem:
-    """One unit of work: time block ``time_block`` × member block ``member_block`` (0-based block indices)."""
+    """One unit of work: frames ``start … stop − 1`` (positions along ``time``, all within one time block,
+    i.e. one shard) × member block ``member_block`` (0-based). A fresh store's items are whole time blocks;
+    a store that grew (:func:`downscale.inference.growth.extend_store`) may end a block with an item
+    holding only its new frames."""
 
-    time_block: int
+    start: int
+    stop: int
     member_block: int
 
-    def time_slice(self, spec: OutputSpec) -> slice:
+    @property
+    def frames(self) -> slice:
         """The item's frames: positions along ``time``."""
-        start = self.time_block * spec.time_block
-        return slice(start, min(start + spec.time_block, len(spec.times)))
+        return slice(self.start, self.stop)
 
     def member_slice(self, spec: OutputSpec) -> slice:
         """The item's members: positions along ``member``."""
@@ -273,17 +284,23 @@ class WorkItem:
 
     @property
     def key(self) -> str:
-        """Name of the item, e.g. ``"t0003-m0001"``."""
-        return f"t{self.time_block:04d}-m{self.member_block:04d}"
+        """Name of the item, e.g. ``"t000040-000080-m0001"`` (frames 40…79, member block 1)."""
+        return f"t{self.start:06d}-{self.stop:06d}-m{self.member_block:04d}"
 
 
-def _items(n_time_blocks: int, n_member_blocks: int) -> list[WorkItem]:
-    return [WorkItem(t, m) for t in range(n_time_blocks) for m in range(n_member_blocks)]
+def time_ranges(start: int, stop: int, time_block: int) -> list[tuple[int, int]]:
+    """Frames ``start … stop − 1`` cut at the multiples of ``time_block`` (shard boundaries)."""
+    cuts = [start, *range((start // time_block + 1) * time_block, stop, time_block), stop]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def _items(ranges: list[tuple[int, int]], n_member_blocks: int) -> list[WorkItem]:
+    return [WorkItem(a, b, m) for a, b in ranges for m in range(n_member_blocks)]
 
 
 def plan_items(spec: OutputSpec) -> list[WorkItem]:
-    """Every work item of ``spec``, time block by time block."""
-    return _items(spec.n_time_blocks, spec.n_member_blocks)
+    """Every work item of a new store laid out for ``spec``: whole time blocks, block by block."""
+    return _items(time_ranges(0, len(spec.times), spec.time_block), spec.n_member_blocks)
 
 
 # ---- the skeleton: metadata, grid and coordinates --------------------------------------------------------
@@ -381,7 +398,7 @@ def _global_attrs(spec: OutputSpec) -> dict[str, Any]:
     return {"Conventions": "CF-1.10", "title": title,
             "history": f"{now}: created by fv3-downscale {__version__} (downscale.inference.store)",
             "software_version": __version__, "factor": spec.factor, **spec.attrs,
-            STATUS: IN_PROGRESS, FINGERPRINT: spec.fingerprint}
+            STATUS: IN_PROGRESS, FINGERPRINT: spec.fingerprint, SERIES: spec.series_fingerprint}
 
 
 # ---- state of a store on disk ------------------------------------------------------------------------------
@@ -453,11 +470,26 @@ def _quiet_bookkeeping() -> Iterator[None]:
         yield
 
 
+def _plan(root: Path) -> dict[str, Any]:
+    """The store's plan (``fingerprint``, ``time_ranges``, ``member_blocks``), written at creation."""
+    return json.loads((root / BOOKKEEPING / PLAN).read_text())
+
+
+def _write_plan(root: Path, fingerprint: str, ranges: list[tuple[int, int]], member_blocks: int) -> None:
+    _write_json(root / BOOKKEEPING / PLAN, {"fingerprint": fingerprint, "time_ranges": [list(r) for r in ranges],
+                                            "member_blocks": member_blocks})
+
+
+def planned_items(path: str | os.PathLike[str]) -> list[WorkItem]:
+    """Every work item of the store's plan, written or not, in time order."""
+    plan = _plan(Path(path))
+    return _items([tuple(r) for r in plan["time_ranges"]], plan["member_blocks"])
+
+
 def _pending(root: Path) -> list[WorkItem]:
-    """The items of the store's plan (written at creation) that have no marker yet."""
-    plan = json.loads((root / BOOKKEEPING / PLAN).read_text())
+    """The items of the store's plan that have no marker yet."""
     done = done_items(root)
-    return [i for i in _items(plan["time_blocks"], plan["member_blocks"]) if i.key not in done]
+    return [i for i in planned_items(root) if i.key not in done]
 
 
 def _describe(keys: list[str], limit: int = 10) -> str:
@@ -485,8 +517,7 @@ def create_store(path: str | os.PathLike[str], spec: OutputSpec, overwrite: bool
     shutil.rmtree(tmp, ignore_errors=True)
     ds, encoding = _skeleton(spec)
     ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, compute=False, encoding=encoding)
-    _write_json(tmp / BOOKKEEPING / PLAN, {"fingerprint": spec.fingerprint, "time_blocks": spec.n_time_blocks,
-                                           "member_blocks": spec.n_member_blocks})
+    _write_plan(tmp, spec.fingerprint, time_ranges(0, len(spec.times), spec.time_block), spec.n_member_blocks)
     if status is not None:
         shutil.rmtree(root)
     os.replace(tmp, root)
@@ -529,9 +560,9 @@ def _item_writes(root: Path, spec: OutputSpec, item: WorkItem, ensemble: np.ndar
                  deterministic: dict[str, np.ndarray] | None, truth: np.ndarray | None,
                  coarse: np.ndarray | None) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
     """``(variable, selection, data)`` of every array the item writes, validated against ``spec``."""
-    if item not in plan_items(spec):
-        raise ValueError(f"output store {root}: {item} is not a work item of this spec")
-    ts, ms = item.time_slice(spec), item.member_slice(spec)
+    if item not in planned_items(root):
+        raise ValueError(f"output store {root}: {item} is not a work item of its plan")
+    ts, ms = item.frames, item.member_slice(spec)
     nt, nm, n, nc = ts.stop - ts.start, ms.stop - ms.start, spec.n, spec.n_coarse
     writes = [(PRECIPITATION, (ms, ts), _as_array(root, "ensemble", ensemble, (nm, nt, N_TILES, n, n), "f")),
               (SEED, (ms, ts), _as_array(root, "seeds", seeds, (nm, nt), "iu"))]
@@ -559,7 +590,7 @@ def write_item(path: str | os.PathLike[str], spec: OutputSpec, item: WorkItem, e
     group = zarr.open_group(root, mode="r+", use_consolidated=False)
     for name, selection, data in writes:
         group[name][selection] = data
-    ts, ms = item.time_slice(spec), item.member_slice(spec)
+    ts, ms = item.frames, item.member_slice(spec)
     _write_json(root / BOOKKEEPING / ITEMS / f"{item.key}.json",
                 {"key": item.key, "time": [ts.start, ts.stop], "member": [ms.start, ms.stop],
                  "fingerprint": spec.fingerprint, "written": datetime.now(UTC).isoformat(timespec="seconds")})
@@ -580,21 +611,29 @@ def pending_items(path: str | os.PathLike[str], spec: OutputSpec) -> list[WorkIt
     return _pending(root)
 
 
-def finalize_store(path: str | os.PathLike[str], spec: OutputSpec) -> None:
+def finalize_store(path: str | os.PathLike[str], spec: OutputSpec, attrs: dict[str, Any] | None = None) -> None:
     """Check every item is written, mark the store complete and consolidate its metadata (once).
-    A complete store is left as it is."""
+    ``attrs``: global attributes that describe the finished period (e.g. ``window_joins``, which change
+    when a store grows), written now. A complete store is left as it is."""
     root = Path(path)
     if _require_spec(root, spec) == COMPLETE:
         return
-    missing = [i.key for i in pending_items(root, spec)]
+    missing = [i.key for i in _pending(root)]
     if missing:
         raise IncompleteStoreError(f"output store {root}: cannot finalize, {len(missing)} of "
-                                   f"{len(plan_items(spec))} work items not written: {_describe(missing)}")
+                                   f"{len(planned_items(root))} work items not written: {_describe(missing)}")
     group = zarr.open_group(root, mode="r+", use_consolidated=False)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    group.attrs.update({STATUS: COMPLETE, "history": f"{group.attrs['history']}\n{now}: completed"})
+    final = {k: _encode_attr(k, v) for k, v in (attrs or {}).items()}
+    group.attrs.update({**final, STATUS: COMPLETE, "history": f"{group.attrs['history']}\n{now}: completed"})
     with _quiet_bookkeeping():
         zarr.consolidate_metadata(str(root))
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds an output store (complete or not); raises :class:`OutputStoreError` for a
+    path that holds something else."""
+    return _status(Path(path)) is not None
 
 
 def is_complete(path: str | os.PathLike[str]) -> bool:

@@ -3,6 +3,7 @@ kill, concurrent writers, and bad inputs refused with messages that name the pro
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -134,6 +135,57 @@ def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, se
     _equal_stores(reference, out)
 
 
+def _growing_catalog(setup, tmp_path: Path, frames: int) -> tuple[Path, dict]:
+    """Member 0002 in stores that hold only its first ``frames`` frames; returns the catalog and the full data."""
+    full = {}
+
+    def first_frames(doc, tmp):
+        member = doc["members"]["0002"]
+        for role in ("coarse", "fine"):
+            full[role] = xr.open_zarr(member[role]["urlpath"], decode_times=False).load()
+            dst = tmp / f"growing-{role}.zarr"
+            part = full[role].isel(time=slice(0, frames))
+            for v in part.variables.values():
+                v.encoding = {}
+            part.to_zarr(dst, mode="w", zarr_format=3, consolidated=True)
+            member[role]["urlpath"] = str(dst)
+            full[role] = (full[role], dst)
+
+    return _edited_catalog(setup, tmp_path, first_frames), full
+
+
+def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
+    """10 of the run's 16 frames, then 6 appended to the input stores: ``append`` samples only those."""
+    catalog, full = _growing_catalog(setup, tmp_path, 10)
+    out = tmp_path / "grown.zarr"
+    config = _config(setup, out, catalog=catalog, append=True)
+    generate(config)
+    before = store.open_output(out).load()
+    markers = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    assert before.sizes["time"] == 10 and len(markers) == 2            # frames [0, 6), [6, 10), all members
+
+    for data, path in full.values():                                   # the input grows
+        new = data.isel(time=slice(10, None))
+        for v in new.variables.values():
+            v.encoding = {}
+        new.to_zarr(path, append_dim="time", consolidated=True)
+    generate(config)
+    after = store.open_output(out).load()
+    written = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    assert {k: v for k, v in written.items() if k in markers} == markers   # no old item was redone
+    assert sorted(set(written) - set(markers)) == ["t000010-000012-m0000.json", "t000012-000016-m0000.json"]
+    assert after.sizes["time"] == 16
+    xr.testing.assert_identical(after.drop_attrs().isel(time=slice(0, 10)), before.drop_attrs())
+    assert np.isfinite(after.PRATEsfc.isel(time=slice(10, None))).all()
+    assert (after.seed.isel(time=slice(10, None)) >= 0).all()
+    assert json.loads(after.attrs["window_joins"]) == [6, 10, 12]
+
+    generate(config)                                                   # nothing new: nothing runs
+    assert {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()} == written
+    with pytest.raises(FileExistsError, match="complete.*append"):
+        generate(config.model_copy(update={"append": False}))
+
+
 # ---- bad input ---------------------------------------------------------------------------------------------
 def _edited_catalog(setup, tmp_path: Path, edit) -> Path:
     doc = yaml.safe_load(setup["catalog"].read_text())
@@ -211,5 +263,11 @@ def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
 def test_window_joins_are_item_boundaries_and_independent_window_boundaries():
     from downscale.inference.generate import window_joins
 
-    assert window_joins(80, 40, 5, 5, 2) == [40]                     # fused windows: items only
-    assert window_joins(30, 12, 5, 5, 5) == [5, 10, 12, 17, 22, 24, 25]
+    def items(n_times, time_block):
+        return [store.WorkItem(a, b, 0) for a, b in store.time_ranges(0, n_times, time_block)]
+
+    assert window_joins(items(80, 40), 5, 5, 2, 80) == [40]           # fused windows: items only
+    assert window_joins(items(30, 12), 5, 5, 5, 30) == [5, 10, 12, 17, 22, 24, 25]
+    grown = [*items(20, 12), *(store.WorkItem(a, b, 0) for a, b in store.time_ranges(20, 30, 12))]
+    assert [(i.start, i.stop) for i in grown] == [(0, 12), (12, 20), (20, 24), (24, 30)]
+    assert window_joins(grown, 5, 5, 2, 30) == [12, 20, 24]           # a grown store: its new items' starts

@@ -47,7 +47,7 @@ SEEDS = np.arange(len(MEMBERS) * FRAMES, dtype=np.int64).reshape(len(MEMBERS), F
 
 def write_known(path: Path, spec: OutputSpec, item: WorkItem) -> None:
     """Write ``item`` with its slices of the known data."""
-    ts, ms = item.time_slice(spec), item.member_slice(spec)
+    ts, ms = item.frames, item.member_slice(spec)
     extra = {}
     if item.member_block == 0:
         extra = dict(deterministic={b: FIELDS[b][ts] for b in spec.baselines},
@@ -227,7 +227,7 @@ def test_no_overwrite(tmp_path, spec, reference):
     with pytest.raises(OutputStoreError, match=f"{reference}.*different spec.*overwrite=True"):
         create_store(reference, other)
     with pytest.raises(OutputStoreError, match="different spec"):
-        write_known(reference, other, WorkItem(0, 0))
+        write_known(reference, other, WorkItem(0, 8, 0))
     create_store(reference, other, overwrite=True)
     assert len(pending_items(reference, other)) == 3
 
@@ -260,7 +260,7 @@ def test_metadata_consolidated_once_at_the_end(tmp_path, spec, monkeypatch):
     assert group.attrs["downscale_status"] == "complete"
     assert set(group.metadata.consolidated_metadata.metadata) >= {"PRATEsfc", "seed", "lat", "time"}
     with pytest.raises(OutputStoreError, match="is complete"):
-        write_known(path, spec, WorkItem(0, 0))
+        write_known(path, spec, WorkItem(0, 8, 0))
 
 
 def test_item_contents_are_validated(tmp_path, spec):
@@ -268,27 +268,28 @@ def test_item_contents_are_validated(tmp_path, spec):
     create_store(path, spec)
     ts, ms = slice(0, 8), slice(2, 3)
     with pytest.raises(ValueError, match="member block 0 only"):
-        write_item(path, spec, WorkItem(0, 1), ENSEMBLE[ms, ts], SEEDS[ms, ts], coarse=COARSE[ts])
+        write_item(path, spec, WorkItem(0, 8, 1), ENSEMBLE[ms, ts], SEEDS[ms, ts], coarse=COARSE[ts])
     with pytest.raises(ValueError, match=r"must give baselines \['bilinear', 'deterministic', 'qm'\] \(got \[\]\)"):
-        write_item(path, spec, WorkItem(0, 0), ENSEMBLE[:2, ts], SEEDS[:2, ts], coarse=COARSE[ts])
+        write_item(path, spec, WorkItem(0, 8, 0), ENSEMBLE[:2, ts], SEEDS[:2, ts], coarse=COARSE[ts])
     with pytest.raises(ValueError, match=r"PRATEsfc_coarse has shape \(8, 6, 4, 4\).*expected shape \(8, 6, 2, 2\)"):
-        write_item(path, spec, WorkItem(0, 0), ENSEMBLE[:2, ts], SEEDS[:2, ts],
+        write_item(path, spec, WorkItem(0, 8, 0), ENSEMBLE[:2, ts], SEEDS[:2, ts],
                    deterministic={b: FIELDS[b][ts] for b in BASELINES}, truth=FIELDS["truth"][ts],
                    coarse=FIELDS["truth"][ts])
     with pytest.raises(ValueError, match=r"ensemble has shape \(1, 8, 6, 4, 4\).*expected shape \(2, 8, 6, 4, 4\)"):
-        write_item(path, spec, WorkItem(0, 0), ENSEMBLE[ms, ts], SEEDS[ms, ts])
+        write_item(path, spec, WorkItem(0, 8, 0), ENSEMBLE[ms, ts], SEEDS[ms, ts])
     with pytest.raises(ValueError, match="seeds .* integers"):
-        write_item(path, spec, WorkItem(0, 1), ENSEMBLE[ms, ts], SEEDS[ms, ts].astype(float))
-    with pytest.raises(ValueError, match="not a work item"):
-        write_item(path, spec, WorkItem(3, 0), ENSEMBLE[ms, ts], SEEDS[ms, ts])
+        write_item(path, spec, WorkItem(0, 8, 1), ENSEMBLE[ms, ts], SEEDS[ms, ts].astype(float))
+    with pytest.raises(ValueError, match="not a work item of its plan"):
+        write_item(path, spec, WorkItem(24, 32, 0), ENSEMBLE[ms, ts], SEEDS[ms, ts])
     assert done_items(path) == set()
 
 
 def test_partial_last_blocks_and_defaults(tmp_path):
     spec = make_spec(time_block=10, member_block=3, time_chunk=None, space_chunk=None)
     assert (spec.time_chunk_length, spec.space_chunk_length) == (5, N)
-    assert [i.key for i in plan_items(spec)] == ["t0000-m0000", "t0001-m0000", "t0002-m0000"]
-    assert plan_items(spec)[-1].time_slice(spec) == slice(20, 24)
+    assert [i.key for i in plan_items(spec)] == ["t000000-000010-m0000", "t000010-000020-m0000",
+                                                 "t000020-000024-m0000"]
+    assert plan_items(spec)[-1].frames == slice(20, 24)
     path = tmp_path / "outputs.zarr"
     write_all(path, spec)
     ds = open_output(path)
@@ -310,3 +311,51 @@ def test_partial_last_blocks_and_defaults(tmp_path):
 def test_spec_validation(changes, message):
     with pytest.raises(ValueError, match=message):
         make_spec(**changes)
+
+
+def test_a_store_grows_by_the_appended_frames_only(tmp_path, monkeypatch):
+    """13 frames written (blocks [0, 8) and [8, 13)), then the input reaches 24: only frames 13…23 are new
+    items, the half-filled shard keeps its old frames, and a growth killed half-way resumes."""
+    from downscale.inference import growth
+
+    short, full = make_spec(times=TIMES[:13]), make_spec()
+    path = tmp_path / "grow.zarr"
+    write_all(path, short)
+    assert growth.new_frames(path, short) == 0
+    assert growth.new_frames(path, full) == 11
+
+    real_resize, calls = zarr.Array.resize, []
+
+    def dies_on_the_second_array(self, shape):
+        calls.append(shape)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_resize(self, shape)
+
+    monkeypatch.setattr(zarr.Array, "resize", dies_on_the_second_array)
+    with pytest.raises(KeyboardInterrupt):
+        growth.extend_store(path, full)
+    monkeypatch.setattr(zarr.Array, "resize", real_resize)
+    assert not is_complete(path)
+    with pytest.raises(IncompleteStoreError):
+        open_output(path)
+
+    assert growth.extend_store(path, full) == 11
+    new = pending_items(path, full)
+    assert [(i.start, i.stop) for i in new if i.member_block == 0] == [(13, 16), (16, 24)]
+    old_markers = {p.name: p.read_bytes() for p in (path / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    for item in new:
+        write_known(path, full, item)
+    finalize_store(path, full)
+    ds = open_output(path)
+    np.testing.assert_array_equal(ds.PRATEsfc.values, ENSEMBLE)     # old and new frames where they belong
+    np.testing.assert_array_equal(ds.PRATEsfc_coarse.values, COARSE)
+    np.testing.assert_array_equal(ds.seed.values, SEEDS)
+    assert list(ds.time.values) == list(TIMES)
+    assert ds.attrs[store.FINGERPRINT] == full.fingerprint
+    assert all((path / store.BOOKKEEPING / store.ITEMS / k).read_bytes() == v for k, v in old_markers.items())
+
+    with pytest.raises(OutputStoreError, match="another configuration"):
+        growth.new_frames(path, make_spec(members=("0001", "0002")))
+    with pytest.raises(OutputStoreError, match="does not continue"):
+        growth.new_frames(path, make_spec(times=TIMES[:20]))

@@ -1,0 +1,115 @@
+"""Growing an output store along time: a coarse run that grows (a model still running, a store appended
+to every day) is downscaled incrementally — only the new frames are sampled and appended.
+
+    >>> new_frames("out.zarr", spec)     # spec: the store's series, its period reaching further
+    48
+    >>> extend_store("out.zarr", spec)   # then write its pending items and finalize as usual
+
+A store can grow into ``spec`` when it was laid out for the same series (:attr:`OutputSpec.series_fingerprint`:
+members, grid, blocks, provenance, first time and step) and its times are the first times of ``spec``.
+The new frames are cut at shard boundaries into work items: when the old period ended inside a time
+block, the first new item holds only that block's remaining frames, so nothing already written is sampled
+again (the block's shard is rewritten around its old frames, which keep their values).
+
+:func:`extend_store` takes four steps, each safe to repeat after a crash (it resumes where it stopped):
+
+1. the plan gains the new items and records the new fingerprint;
+2. the root says "in progress" and drops its consolidated metadata: readers see an unfinished store
+   (:func:`~downscale.inference.store.open_output` names the missing items);
+3. every array on ``time`` is resized (new frames read as the fill value: NaN, seed −1) and the
+   ``time`` coordinate gets the new times, encoded in the store's units and calendar;
+4. the root's fingerprint becomes the new spec's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cftime
+import numpy as np
+import zarr
+
+from downscale.inference.store import (FINGERPRINT, IN_PROGRESS, SERIES, STATUS, OutputSpec, OutputStoreError,
+                                       _plan, _quiet_bookkeeping, _root_metadata, _status, _write_plan, time_ranges)
+
+TIME = "time"
+
+
+def _stored_times(root: Path) -> np.ndarray:
+    """The store's ``time`` coordinate decoded to cftime (its CF units and calendar)."""
+    arr = zarr.open_array(root / TIME, mode="r")
+    return np.asarray(cftime.num2date(arr[:], arr.attrs["units"], arr.attrs["calendar"]), dtype=object)
+
+
+def _planned_length(root: Path) -> int:
+    return max(stop for _, stop in _plan(root)["time_ranges"])
+
+
+def new_frames(path: str | os.PathLike[str], spec: OutputSpec) -> int:
+    """How many frames ``spec`` adds to the store at ``path`` (0: the store already holds ``spec``).
+
+    Raises :class:`OutputStoreError` naming the store and the reason when it cannot grow into ``spec``
+    (another series, or times that are not a continuation of the store's), FileNotFoundError if there is
+    no store."""
+    root = Path(path)
+    if _status(root) is None:
+        raise FileNotFoundError(f"output store {root}: does not exist")
+    attrs = (_root_metadata(root) or {}).get("attributes", {})
+    if attrs.get(FINGERPRINT) == spec.fingerprint:
+        return 0
+    if attrs.get(SERIES) != spec.series_fingerprint:
+        raise OutputStoreError(
+            f"output store {root}: was made by another configuration (bundle, sampler, members, grid, blocks or "
+            f"first time differ), so it cannot grow by appending; choose another output or pass overwrite")
+    if _plan(root)["fingerprint"] == spec.fingerprint:  # an extension to spec was interrupted
+        return len(spec.times) - len(_stored_times(root))
+    old = _stored_times(root)[:_planned_length(root)]
+    if len(old) > len(spec.times) or not all(a == b for a, b in zip(old, spec.times, strict=False)):
+        raise OutputStoreError(
+            f"output store {root}: holds {len(old)} frames ({old[0]} … {old[-1]}); the input now gives "
+            f"{len(spec.times)} ({spec.times[0]} … {spec.times[-1]}), which does not continue them (the input "
+            f"lost or changed frames); choose another output or pass overwrite")
+    return len(spec.times) - len(old)
+
+
+def extend_store(path: str | os.PathLike[str], spec: OutputSpec) -> int:
+    """Grow the store at ``path`` to the period of ``spec`` (module docstring); returns the frames added."""
+    root = Path(path)
+    added = new_frames(root, spec)
+    if added == 0:
+        return 0
+    plan = _plan(root)
+    if plan["fingerprint"] != spec.fingerprint:                                        # 1. the plan
+        old = _planned_length(root)
+        ranges = [tuple(r) for r in plan["time_ranges"]] + time_ranges(old, len(spec.times), spec.time_block)
+        _write_plan(root, spec.fingerprint, ranges, plan["member_blocks"])
+    group = zarr.open_group(root, mode="r+", use_consolidated=False)                  # 2. unfinished
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    group.attrs.update({STATUS: IN_PROGRESS,
+                        "history": f"{group.attrs['history']}\n{now}: growing to {len(spec.times)} frames"})
+    meta = json.loads((root / "zarr.json").read_text())
+    if meta.get("consolidated_metadata") is not None:
+        meta["consolidated_metadata"] = None
+        tmp = root / "zarr.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, root / "zarr.json")
+    n = len(spec.times)                                                               # 3. the arrays
+    with _quiet_bookkeeping():
+        arrays = list(zarr.open_group(root, mode="r+", use_consolidated=False).arrays())
+    for _, array in arrays:
+        dims = array.metadata.dimension_names or ()
+        if TIME in dims:
+            axis = dims.index(TIME)
+            array.resize(tuple(n if i == axis else s for i, s in enumerate(array.shape)))
+    time = zarr.open_array(root / TIME, mode="r+")
+    encoded = cftime.date2num(list(spec.times), time.attrs["units"], time.attrs["calendar"])
+    values = np.asarray(encoded).astype(time.dtype)
+    if not np.array_equal(values, encoded):
+        raise OutputStoreError(f"output store {root}: the new times cannot be encoded exactly in the store's "
+                               f"time units {time.attrs['units']!r}")
+    time[:] = values
+    group.attrs.update({FINGERPRINT: spec.fingerprint})                               # 4. the new spec
+    return added
