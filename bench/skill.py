@@ -50,11 +50,8 @@ def config_for(name: str, workdir: Path) -> PipelineConfig:
 
 
 def run(config: PipelineConfig) -> list[tuple[str, bool, float]]:
-    steps = [stages.prepared_data, stages.trained_model, stages.generated_outputs, stages.evaluation]
-    if config.data.synthetic is not None:
-        steps.insert(0, stages.synthetic_data)
     out = []
-    for step in steps:
+    for step in stages.sequence(config):
         t0 = time.perf_counter()
         result = step(config)
         out.append((result.name, result.skipped, time.perf_counter() - t0))

@@ -66,12 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from downscale.config import PipelineConfig, demo_config
 
     config = demo_config(args.workdir, args.preset) if args.demo else PipelineConfig.from_yaml(args.config)
-    steps = [stages.prepared_data, stages.trained_model, stages.generated_outputs]
-    if config.evaluate.enabled:
-        steps.append(stages.evaluation)
-    if config.data.synthetic is not None:
-        steps.insert(0, stages.synthetic_data)
-    for step in steps:
+    for step in stages.sequence(config):
         result = step(config, args.overwrite)
         print(f"{result.name:10s} {'skipped' if result.skipped else 'ran':8s} {result.path}  {result.detail}")
     return 0

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from data_catalog.catalog import load_catalog
 from data_catalog.prepare import PreparedDataset, prepare_dataset
 from downscale.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from downscale.training.progress import ProgressReport
+    from downscale.inference.config import GenerateConfig
+    from downscale.inference.store import OutputSpec, WorkItem
+
+#: ``run_items(config, spec, items)``: how the generate stage runs its pending work items.
+RunItems = Callable[["GenerateConfig", "OutputSpec", "list[WorkItem]"], None]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +76,10 @@ def prepared_data(config: PipelineConfig, overwrite: bool = False) -> StageResul
     return StageResult("prepare", out, False, f"{len(prepared.member_names)} members")
 
 
-def trained_model(config: PipelineConfig, overwrite: bool = False) -> StageResult:
-    """Train (resuming from the last checkpoint if one exists) and export the model bundle."""
+def trained_model(config: PipelineConfig, overwrite: bool = False,
+                  progress: ProgressReport | None = None) -> StageResult:
+    """Train (resuming from the last checkpoint if one exists) and export the model bundle.
+    ``progress(step, max_steps)`` hears how far training is."""
     from downscale.bundle import BundleError, read_bundle_metadata
     from downscale.training.trainer import train
 
@@ -81,37 +93,72 @@ def trained_model(config: PipelineConfig, overwrite: bool = False) -> StageResul
         else:
             if meta.provenance.get("prepared_fingerprint") == prepared.manifest.fingerprint:
                 return StageResult("train", bundle, True, f"bundle {meta.bundle_id} complete")
-    path = train(config.train, resume=not overwrite)
+    path = train(config.train, resume=not overwrite, progress=progress)
     return StageResult("train", Path(path), False)
 
 
-def generated_outputs(config: PipelineConfig, overwrite: bool = False) -> StageResult:
-    """Downscale the configured run into the ensemble store (resuming an interrupted one)."""
-    from downscale.inference import store
-    from downscale.inference.generate import generate, planned_spec
+def generated_outputs(config: PipelineConfig, overwrite: bool = False,
+                      run_items: RunItems | None = None) -> StageResult:
+    """Downscale the configured run into the ensemble store: resume an interrupted one, and with
+    ``generate.append`` grow a complete one by the frames its input gained. ``run_items(config, spec, items)``
+    runs the pending work items (default :func:`downscale.inference.generate.run_items`; the Prefect flow
+    maps them over its task runner)."""
+    from downscale.inference import generate as gen_module
+    from downscale.inference import growth, store
 
-    gen = config.generate.model_copy(update={"overwrite": overwrite})
+    gen = config.generate.model_copy(update={"overwrite": overwrite}).with_absolute_paths()
     if store.is_complete(gen.output) and not overwrite:
-        if store.matches(gen.output, planned_spec(gen)):
+        spec = gen_module.planned_spec(gen)
+        if store.matches(gen.output, spec):
             return StageResult("generate", gen.output, True, "complete")
-        raise FileExistsError(f"{gen.output}: a complete output store of another configuration (bundle, sampler, "
-                              f"members, period …); pass overwrite to redo it")
-    path = generate(gen)
-    return StageResult("generate", path, False, f"{gen.members} members of {gen.member}")
+        if not gen.append:
+            raise FileExistsError(f"{gen.output}: a complete output store of another configuration (bundle, "
+                                  f"sampler, members, period …); pass overwrite to redo it")
+        growth.new_frames(gen.output, spec)  # refuses a store that cannot grow into spec, before any change
+    spec, pending = gen_module.open_store(gen)
+    (run_items or gen_module.run_items)(gen, spec, pending)
+    gen_module.finish_store(gen, spec)
+    return StageResult("generate", gen.output, False, f"{len(pending)} work items of {gen.members} members "
+                                                      f"of {gen.member}")
 
 
 def evaluation(config: PipelineConfig, overwrite: bool = False) -> StageResult:
-    """Score the generated store (diagnostics folder) and write the HTML report; skipped when both exist."""
+    """Score the generated store into the diagnostics folder; skipped when the folder was computed from the
+    store as it is now (its fingerprint changes whenever the store is rewritten or grows)."""
     from downscale.report.evaluate import evaluate
     from downscale.report.inputs import is_complete
-    from downscale.report.render import render_report
 
-    store, diagnostics, html = config.generate.output, config.diagnostics_dir, config.report_path
-    if is_complete(diagnostics) and html.exists() and not overwrite and _evaluated(store, diagnostics):
-        return StageResult("evaluate", html, True, "diagnostics and report complete")
+    store, diagnostics = config.generate.output, config.diagnostics_dir
+    if is_complete(diagnostics) and not overwrite and _evaluated(store, diagnostics):
+        return StageResult("evaluate", diagnostics, True, "diagnostics of the current store complete")
     evaluate(store, diagnostics, overwrite=True, n_boot=config.evaluate.n_boot)
-    render_report(diagnostics, store, html, overwrite=True)
-    return StageResult("evaluate", html, False, f"diagnostics in {diagnostics}")
+    return StageResult("evaluate", diagnostics, False, f"scores of {store}")
+
+
+def report(config: PipelineConfig, overwrite: bool = False) -> StageResult:
+    """Render the HTML report; skipped when it was rendered from the current diagnostics."""
+    from downscale.report.render import render_report, rendered_from
+
+    html, diagnostics = config.report_path, config.diagnostics_dir
+    if not overwrite and rendered_from(html, diagnostics):
+        return StageResult("report", html, True, "report of the current diagnostics complete")
+    render_report(diagnostics, config.generate.output, html, overwrite=True)
+    return StageResult("report", html, False, f"from {diagnostics}")
+
+
+def key_metrics(config: PipelineConfig) -> str:
+    """The report's headline table (ensemble and baselines, targets checked) as markdown."""
+    from downscale.report.inputs import read_diagnostics
+    from downscale.report.tables import summary_table
+
+    return summary_table(read_diagnostics(config.diagnostics_dir).scalars).to_markdown()
+
+
+def sequence(config: PipelineConfig) -> list[Callable[[PipelineConfig, bool], StageResult]]:
+    """The stages ``config`` runs, in order (the Prefect pipeline flow runs the same ones)."""
+    data = [synthetic_data] if config.data.synthetic is not None else []
+    scoring = [evaluation, report] if config.evaluate.enabled else []
+    return [*data, prepared_data, trained_model, generated_outputs, *scoring]
 
 
 def _evaluated(store_path: Path, diagnostics: Path) -> bool:

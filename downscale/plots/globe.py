@@ -24,8 +24,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, QuadMesh
 from matplotlib.colors import LogNorm, Normalize
 
-#: Natural Earth 1:110m coastlines, in the shared fixtures beside the checkout.
-COASTLINE_ZIP = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ne_110m_coastline.zip"
+#: Natural Earth 1:110m coastlines (public domain), shipped with the package.
+COASTLINE_ZIP = Path(__file__).resolve().parent / "data" / "ne_110m_coastline.zip"
 
 #: Regions the reports zoom on: (lon_min, lon_max, lat_min, lat_max), degrees east / north.
 REGIONS: dict[str, tuple[float, float, float, float]] = {

@@ -87,8 +87,9 @@ def render_figure(block: FigureBlock) -> str:
             f"<figcaption><b>{escape(block.title)}.</b> {escape(block.caption)}</figcaption></figure>")
 
 
-def render_document(title: str, sections: list[Section], subtitle: str = "") -> str:
-    """The whole page: a header, a table of contents and the sections in order."""
+def render_document(title: str, sections: list[Section], subtitle: str = "", meta: dict[str, str] | None = None) -> str:
+    """The whole page: a header, a table of contents and the sections in order; ``meta``: ``<meta name content>``
+    pairs for programs (e.g. which evaluation the page shows)."""
     figures = [i.name for s in sections for i in s.items if isinstance(i, FigureBlock)]
     nav = "".join(f'<a href="#{escape(s.id)}">{escape(s.title)}</a>' for s in sections)
     parts = []
@@ -96,9 +97,10 @@ def render_document(title: str, sections: list[Section], subtitle: str = "") -> 
         items = "".join(render_figure(i) if isinstance(i, FigureBlock) else render_table(i) for i in s.items)
         intro = f'<p class="intro">{escape(s.intro)}</p>' if s.intro else ""
         parts.append(f'<section id="{escape(s.id)}"><h2>{escape(s.title)}</h2>{intro}{items}</section>')
+    tags = "".join(f'<meta name="{escape(k)}" content="{escape(v)}">' for k, v in (meta or {}).items())
     return ("<!DOCTYPE html>\n"
             f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{tags}<style>{CSS}</style></head>'
             f'<body data-figures="{escape(" ".join(figures))}">'
             f'<header><h1>{escape(title)}</h1><p class="subtitle">{escape(subtitle)}</p><nav>{nav}</nav></header>'
             f"<main>{''.join(parts)}</main></body></html>\n")

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from downscale.report import figures_maps as fm
 from downscale.report import figures_structure as fs
 from downscale.report import tables
 from downscale.report.html import FigureBlock, Section, render_document
-from downscale.report.inputs import Diagnostics, StoreInfo, read_diagnostics, read_store_info
+from downscale.report.inputs import EVALUATION_FILE, Diagnostics, StoreInfo, read_diagnostics, read_store_info
 from downscale.report.style import png_base64, source_colors
 from downscale.version import __version__
 
@@ -150,6 +151,23 @@ def build_sections(diags: Diagnostics, store: StoreInfo, diagnostics_dir: Path, 
             _provenance_section(diags, store, diagnostics_dir, generated_at)]
 
 
+EVALUATION_META = "downscale-evaluation"
+
+
+def evaluation_id(diagnostics_dir: str | Path) -> str:
+    """SHA-256 of the folder's ``evaluation.json`` (it records the store's fingerprint and the settings)."""
+    return hashlib.sha256((Path(diagnostics_dir) / EVALUATION_FILE).read_bytes()).hexdigest()
+
+
+def rendered_from(html_path: str | Path, diagnostics_dir: str | Path) -> bool:
+    """True if the report at ``html_path`` was rendered from the diagnostics folder as it is now."""
+    try:
+        page = Path(html_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return f'<meta name="{EVALUATION_META}" content="{evaluation_id(diagnostics_dir)}">' in page
+
+
 def render_report(diagnostics_dir: str | Path, output_store: str | Path, html_path: str | Path,
                   overwrite: bool = False) -> Path:
     """Write the report for a diagnostics folder (from ``downscale evaluate``) and its output store to
@@ -166,7 +184,8 @@ def render_report(diagnostics_dir: str | Path, output_store: str | Path, html_pa
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sections = build_sections(diags, store, diagnostics_dir, generated_at)
     page = render_document("Precipitation downscaling: validation report", sections,
-                           f"Output store {store.path} · generated {generated_at} · fv3-downscale {__version__}")
+                           f"Output store {store.path} · generated {generated_at} · fv3-downscale {__version__}",
+                           meta={EVALUATION_META: evaluation_id(diagnostics_dir)})
     html_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
     try:

@@ -43,6 +43,14 @@ class Table:
     header: list[str]
     rows: list[list[Cell]]
 
+    def to_markdown(self) -> str:
+        """The table as GitHub markdown (cells with a status show it, e.g. ``0.74 (pass)``)."""
+        def text(c: Cell) -> str:
+            return (f"{c.text} ({c.status})" if c.status and c.status != c.text else c.text).replace("|", "\\|")
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(text(c) for c in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Target:

@@ -44,6 +44,7 @@ from downscale.training.checkpointing import (
 from downscale.training.config import TrainConfig
 from downscale.training.datamodule import DownscalingDataModule
 from downscale.training.module import CHECKPOINT_KEY, DatasetInfo, DownscalingModule, fine_area_weights
+from downscale.training.progress import ProgressCallback, ProgressReport
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,12 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: list[pl.Callback] 
     return trainer, module
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
+def train(config: TrainConfig, resume: bool = False, progress: ProgressReport | None = None) -> Path:
     """Train to ``config.max_steps`` (continuing from the last checkpoint if ``resume``) and export the
-    EMA model to ``<output_dir>/model.bundle.safetensors``; returns the bundle path."""
-    trainer, module = fit(config, resume=resume)
+    EMA model to ``<output_dir>/model.bundle.safetensors``; returns the bundle path. ``progress(step,
+    max_steps)`` is called as training goes (every ``log_every_n_steps``)."""
+    callbacks = [ProgressCallback(progress, config.log_every_n_steps)] if progress else None
+    trainer, module = fit(config, resume=resume, callbacks=callbacks)
     if trainer.is_global_zero:
         export_module(module, config.bundle_path, checkpoint_name=None)
     trainer.strategy.barrier()
