@@ -1,6 +1,17 @@
 """Prefect flows: thin orchestration of the library's stages (``downscale.stages``); no science here.
 
-Run the embedded default in-process (a temporary local Prefect API starts by itself)::
+Flows (each takes the one pipeline config, :class:`downscale.config.PipelineConfig`, validated by Prefect
+from the run's parameters):
+
+* ``prepare`` (synthetic data if configured, validation, coarse-graining of missing predictors,
+  statistics, splits) → ``train`` → ``downscale`` (the work items mapped over prefect-dask's
+  DaskTaskRunner: a LocalCluster of ``generate.workers`` threads, or the Dask scheduler at
+  ``generate.scheduler``) → ``evaluate`` (diagnostics, report, artifacts); ``pipeline`` chains them.
+* ``incremental-downscale``: ``downscale`` with ``generate.append``, for a coarse store that grows —
+  only the new frames are sampled and appended (scheduled in ``prefect.yaml``).
+
+A rerun skips the stages whose outputs are complete and valid; storage hiccups are retried, bad input is
+not. Run the embedded default in-process (a temporary local Prefect API starts by itself)::
 
     python -m flows.pipeline --demo --workdir demo-run
     python -m flows.pipeline --config pipeline.yaml
@@ -9,14 +20,51 @@ Run the embedded default in-process (a temporary local Prefect API starts by its
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
+                               update_progress_artifact)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.futures import as_completed
+from prefect.utilities.annotations import unmapped
+from prefect_dask import DaskTaskRunner
 
 from downscale import stages
 from downscale.config import PipelineConfig, demo_config
+from downscale.inference.config import GenerateConfig
+from downscale.inference.generate import item_threads, run_item
+from downscale.inference.store import OutputSpec, WorkItem
+
+#: The library's loggers (standard ``logging``), sent to each flow run's Prefect log as well (UI, API).
+LIBRARY_LOGGERS = ("downscale", "data_catalog")
+
+
+class RunLogHandler(logging.Handler):
+    """Hands library records to Prefect's handlers (the run's API log, the console) inside a flow or task
+    run — what ``PREFECT_LOGGING_EXTRA_LOGGERS`` does, but silent outside runs and whatever the import order."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
+        for handler in logging.getLogger("prefect.extra").handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def route_library_logs(level: int = logging.INFO) -> None:
+    """Send the library's log records from ``level`` up to the Prefect run they happen in."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(min(logger.getEffectiveLevel(), level))
+        if not any(isinstance(h, RunLogHandler) for h in logger.handlers):
+            logger.addHandler(RunLogHandler())
+
+
+route_library_logs()
 
 #: Failures worth a retry: storage hiccups, not bad input (DataError, CatalogError are ValueErrors).
 TRANSIENT = (OSError, TimeoutError, ConnectionError)
@@ -38,30 +86,78 @@ def _report(result: stages.StageResult) -> stages.StageResult:
     return result
 
 
-@task(name="synthetic-data", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient)
-def synthetic_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-    return _report(stages.synthetic_data(config, overwrite))
+class _Progress:
+    """A Prefect progress artifact, created at the first report: ``progress(done, total)``."""
+
+    def __init__(self, description: str) -> None:
+        self.description, self.artifact = description, None
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100.0 * done / max(total, 1)
+        if self.artifact is None:
+            self.artifact = create_progress_artifact(percent, description=self.description)
+        else:
+            update_progress_artifact(self.artifact, percent)
 
 
-@task(name="prepare", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient)
-def prepare_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-    return _report(stages.prepared_data(config, overwrite))
+def _stage_task(stage, name: str, retries: int = 0):
+    """A Prefect task running one stage function (retrying transient failures ``retries`` times)."""
+    @task(name=name, retries=retries, retry_delay_seconds=5, retry_condition_fn=_retry_transient,
+          cache_policy=NO_CACHE)
+    def run(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
+        return _report(stage(config, overwrite))
+    return run
 
 
-@task(name="train")
+synthetic_task = _stage_task(stages.synthetic_data, "synthetic-data", retries=2)
+prepare_task = _stage_task(stages.prepared_data, "prepare", retries=2)
+evaluate_task = _stage_task(stages.evaluation, "evaluate", retries=1)
+report_task = _stage_task(stages.report, "report", retries=1)
+
+
+@task(name="train", cache_policy=NO_CACHE)
 def train_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-    return _report(stages.trained_model(config, overwrite))
+    progress = _Progress(f"training steps of {config.train.output_dir}")
+    return _report(stages.trained_model(config, overwrite, progress=progress))
 
 
-@task(name="generate", retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_transient)
-def generate_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-    """A retry resumes: finished work items in the store are kept."""
-    return _report(stages.generated_outputs(config, overwrite))
+@task(name="downscale-item", task_run_name="item {item.key}", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def item_task(config: GenerateConfig, spec: OutputSpec, item: WorkItem) -> str:
+    """One work item; a retry rewrites exactly its own shards."""
+    return run_item(config, spec, item)
 
 
-@task(name="evaluate")
-def evaluate_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-    return _report(stages.evaluation(config, overwrite))
+def map_items(config: GenerateConfig, spec: OutputSpec, items: list[WorkItem]) -> None:
+    """The generate stage's work items as mapped Prefect tasks on the flow's task runner, with progress.
+    Every item runs to its end before a failure is raised, so a rerun has only the failed ones left."""
+    if not items:
+        return
+    progress = _Progress(f"work items of {config.output}")
+    failed: list[Exception] = []
+    with item_threads(config, spec):
+        futures = item_task.map(unmapped(config), unmapped(spec), items)
+        for done, future in enumerate(as_completed(futures), 1):
+            try:
+                future.result()
+            except Exception as err:  # noqa: BLE001 - collected; the first is raised once all items ended
+                failed.append(err)
+            progress(done, len(items))
+    if failed:
+        get_run_logger().error("%d of %d work items failed", len(failed), len(items))
+        raise failed[0]
+
+
+def _local_dask(threads: int) -> DaskTaskRunner:
+    """A LocalCluster of ``threads`` threads in this process (items share the loaded model)."""
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": threads,
+                                          "dashboard_address": None})
+
+
+def task_runner(config: GenerateConfig) -> DaskTaskRunner:
+    """Dask for the work items: the scheduler at ``config.scheduler``, else a LocalCluster of threads."""
+    return DaskTaskRunner(address=config.scheduler) if config.scheduler else _local_dask(config.workers)
 
 
 @flow(name="prepare")
@@ -77,19 +173,42 @@ def train_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageR
     return train_task(config, overwrite)
 
 
-@flow(name="downscale")
-def downscale_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
-    """Ensemble downscaling of the configured run, then (if ``config.evaluate``) diagnostics and the report."""
-    results = [generate_task(config, overwrite)]
-    if config.evaluate.enabled:
-        results.append(evaluate_task(config, overwrite))
+@flow(name="downscale", task_runner=_local_dask(1))
+def downscale_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
+    """Ensemble downscaling of the configured run (resumes an interrupted store; grows one with ``append``)."""
+    return _report(stages.generated_outputs(config, overwrite, run_items=map_items))
+
+
+def downscale(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
+    """:func:`downscale_flow` on the task runner its config asks for."""
+    return downscale_flow.with_options(task_runner=task_runner(config.generate))(config, overwrite)
+
+
+@flow(name="incremental-downscale")
+def incremental_downscale_flow(config: PipelineConfig) -> stages.StageResult:
+    """Append the frames the coarse input gained since the last run to the output store (only those are
+    sampled); a store that is up to date is left as it is."""
+    grown = config.model_copy(update={"generate": config.generate.model_copy(update={"append": True})})
+    return downscale(grown)
+
+
+@flow(name="evaluate")
+def evaluate_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
+    """Diagnostics of the output store and the HTML report; artifacts: the key metrics and the report's location."""
+    results = [evaluate_task(config, overwrite), report_task(config, overwrite)]
+    create_markdown_artifact(key="key-metrics", markdown=stages.key_metrics(config),
+                             description=f"Headline metrics of {config.generate.output}")
+    create_link_artifact(key="validation-report", link=Path(config.report_path).resolve().as_uri(),
+                         link_text=str(config.report_path), description="The validation report (HTML)")
     return results
 
 
 @flow(name="pipeline")
 def pipeline_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
     """Every stage in order; a rerun skips the stages whose outputs are complete and valid."""
-    results = [prepare_flow(config, overwrite), train_flow(config, overwrite), *downscale_flow(config, overwrite)]
+    results = [prepare_flow(config, overwrite), train_flow(config, overwrite), downscale(config, overwrite)]
+    if config.evaluate.enabled:
+        results += evaluate_flow(config, overwrite)
     rows = "\n".join(f"| {r.name} | {'skipped' if r.skipped else 'ran'} | `{r.path}` | {r.detail} |" for r in results)
     create_markdown_artifact(
         key="pipeline-outputs",
@@ -120,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for r in results:
         print(f"{r.name:10s} {'skipped' if r.skipped else 'ran':8s} {r.path}")
+    by_name = {r.name: r.path for r in results}
+    print(f"\nensemble store: {Path(by_name['generate']).resolve()}   (xr.open_zarr)")
+    if "report" in by_name:
+        print(f"validation report: {Path(by_name['report']).resolve()}")
     return 0
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import xarray as xr
+import zarr
 
 from data_catalog.prepare import PreparedDataset
+from data_catalog.synthetic.growing import GrowingInput
 from downscale import stages
 from downscale.config import PipelineConfig, demo_config
-from flows.pipeline import main, prepare_flow
+from downscale.inference import store
+from flows.pipeline import incremental_downscale_flow, main, pipeline_flow, prepare_flow, train_flow
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +51,8 @@ def test_bad_pipeline_config_exits_non_zero(tmp_path, capsys):
 
 def test_whole_pipeline_runs_every_stage_then_skips_them_all(prefect_harness, config):
     """synthetic → prepare → train → generate → evaluate + report, under Prefect; a rerun skips every stage."""
-    from downscale.inference import store
-    from flows.pipeline import pipeline_flow
-
     results = pipeline_flow(config)
-    assert [r.name for r in results] == ["prepare", "train", "generate", "evaluate"]
+    assert [r.name for r in results] == ["prepare", "train", "generate", "evaluate", "report"]
     ds = store.open_output(config.generate.output)
     assert ds.PRATEsfc.sizes["member"] == config.generate.members
     assert {"PRATEsfc_bilinear", "PRATEsfc_deterministic", "PRATEsfc_qm", "PRATEsfc_truth"} <= set(ds.data_vars)
@@ -58,8 +60,93 @@ def test_whole_pipeline_runs_every_stage_then_skips_them_all(prefect_harness, co
     assert "crps" in metrics["data_vars"]
     html = config.report_path.read_text()
     assert 'data-figure="annual-mean"' in html
+    assert any("work items to run" in line for line in _logged("work items to run")), "library logs must reach the flow run log"
     again = pipeline_flow(config)
     assert all(r.skipped for r in again), [(r.name, r.skipped) for r in again]
     other = config.model_copy(update={"generate": config.generate.model_copy(update={"seed": 1})})
     with pytest.raises(FileExistsError, match="another configuration"):
         stages.generated_outputs(other)   # a finished store of other settings is never reused nor overwritten
+
+
+def _logged(text: str) -> list[str]:
+    """Messages of the flow and task run logs the API holds that contain ``text``."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter
+
+    for handler in logging.getLogger("prefect.extra").handlers:  # the API handler sends in batches
+        handler.flush()
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(LogFilter(text={"query": text}), limit=200)]
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_harness, config) -> PipelineConfig:
+    prepare_flow(config)
+    train_flow(config)
+    return config
+
+
+def _generating(config: PipelineConfig, catalog, output) -> PipelineConfig:
+    """``config`` downscaling the run of ``catalog`` into ``output`` (prepare and train as they were)."""
+    return config.model_copy(update={"generate": config.generate.model_copy(
+        update={"catalog": catalog, "output": output})})
+
+
+def _markers(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+
+
+def test_incremental_flow_appends_only_the_new_time_steps(trained, tmp_path):
+    """20 of member 0002's 32 frames, then 12 appended to its coarse and fine stores."""
+    growing = GrowingInput(trained.catalog_path, tmp_path, "0002", frames=20)
+    config = _generating(trained, growing.catalog, tmp_path / "grown.zarr")
+    assert not incremental_downscale_flow(config).skipped
+    out = config.generate.output
+    before, markers = store.open_output(out).load(), _markers(out)
+    assert before.sizes["time"] == 20 and sorted(markers) == ["t000000-000016-m0000.json",
+                                                              "t000016-000020-m0000.json"]
+
+    growing.append()
+    assert not incremental_downscale_flow(config).skipped
+    after = store.open_output(out).load()
+    assert after.sizes["time"] == growing.total == 32
+    written = _markers(out)
+    assert {k: written[k] for k in markers} == markers, "frames already written are never redone"
+    assert sorted(set(written) - set(markers)) == ["t000020-000032-m0000.json"]
+    xr.testing.assert_identical(after.drop_attrs().isel(time=slice(0, 20)), before.drop_attrs())
+    assert np.isfinite(after.PRATEsfc.isel(time=slice(20, None))).all()
+
+    assert incremental_downscale_flow(config).skipped      # nothing new: nothing runs
+    assert _markers(out) == written
+
+
+def test_a_failed_stage_keeps_earlier_outputs_and_a_rerun_resumes(trained, tmp_path):
+    """A NaN in the input's last frame fails one work item: prepare and train outputs are untouched, the
+    other item is kept, and after the input is repaired a rerun writes only the failed item."""
+    growing = GrowingInput(trained.catalog_path, tmp_path, "0002", frames=32)
+    config = _generating(trained, growing.catalog, tmp_path / "out.zarr")
+    config = config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"enabled": False})})
+    earlier = [trained.prepared_dir / "manifest.json", trained.train.bundle_path]
+    stamps = {p: p.stat().st_mtime_ns for p in earlier}
+    predictor = zarr.open_array(growing.full["coarse"][1] / "TMPsfc_coarse", mode="r+")
+    last = tuple(-1 if d == "time" else slice(None) for d in predictor.metadata.dimension_names)
+    good = predictor[last]
+    predictor[last] = np.nan
+
+    with pytest.raises(ValueError, match=r"growing-coarse.zarr.*TMPsfc_coarse.*NaN"):
+        pipeline_flow(config)
+    out = config.generate.output
+    assert {p: p.stat().st_mtime_ns for p in earlier} == stamps
+    assert not store.is_complete(out)
+    kept = _markers(out)
+    assert sorted(kept) == ["t000000-000016-m0000.json"]
+
+    predictor[last] = good
+    results = pipeline_flow(config)
+    assert [(r.name, r.skipped) for r in results] == [("prepare", True), ("train", True), ("generate", False)]
+    assert store.is_complete(out)
+    written = _markers(out)
+    assert {k: written[k] for k in kept} == kept and len(written) == 2
+    assert {p: p.stat().st_mtime_ns for p in earlier} == stamps

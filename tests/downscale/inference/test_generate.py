@@ -19,6 +19,7 @@ import xarray as xr
 import yaml
 
 from data_catalog.coarsen import coarse_grain
+from data_catalog.synthetic.growing import GrowingInput, absolute_catalog
 from downscale.bundle import BundleError
 from downscale.cli import main as cli
 from downscale.inference import store
@@ -135,40 +136,17 @@ def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, se
     _equal_stores(reference, out)
 
 
-def _growing_catalog(setup, tmp_path: Path, frames: int) -> tuple[Path, dict]:
-    """Member 0002 in stores that hold only its first ``frames`` frames; returns the catalog and the full data."""
-    full = {}
-
-    def first_frames(doc, tmp):
-        member = doc["members"]["0002"]
-        for role in ("coarse", "fine"):
-            full[role] = xr.open_zarr(member[role]["urlpath"], decode_times=False).load()
-            dst = tmp / f"growing-{role}.zarr"
-            part = full[role].isel(time=slice(0, frames))
-            for v in part.variables.values():
-                v.encoding = {}
-            part.to_zarr(dst, mode="w", zarr_format=3, consolidated=True)
-            member[role]["urlpath"] = str(dst)
-            full[role] = (full[role], dst)
-
-    return _edited_catalog(setup, tmp_path, first_frames), full
-
-
 def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
     """10 of the run's 16 frames, then 6 appended to the input stores: ``append`` samples only those."""
-    catalog, full = _growing_catalog(setup, tmp_path, 10)
+    growing = GrowingInput(setup["catalog"], tmp_path, "0002", frames=10)
     out = tmp_path / "grown.zarr"
-    config = _config(setup, out, catalog=catalog, append=True)
+    config = _config(setup, out, catalog=growing.catalog, append=True)
     generate(config)
     before = store.open_output(out).load()
     markers = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
     assert before.sizes["time"] == 10 and len(markers) == 2            # frames [0, 6), [6, 10), all members
 
-    for data, path in full.values():                                   # the input grows
-        new = data.isel(time=slice(10, None))
-        for v in new.variables.values():
-            v.encoding = {}
-        new.to_zarr(path, append_dim="time", consolidated=True)
+    growing.append()                                                   # the input grows to 16 frames
     generate(config)
     after = store.open_output(out).load()
     written = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
@@ -188,11 +166,7 @@ def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
 
 # ---- bad input ---------------------------------------------------------------------------------------------
 def _edited_catalog(setup, tmp_path: Path, edit) -> Path:
-    doc = yaml.safe_load(setup["catalog"].read_text())
-    base = setup["catalog"].parent
-    for ref in [doc["grid"]["coarse"], doc["grid"]["fine"], doc["static"],
-                *[r for m in doc["members"].values() for r in (m["coarse"], m["fine"])]]:
-        ref["urlpath"] = str(base / ref["urlpath"])
+    doc = absolute_catalog(setup["catalog"])
     edit(doc, tmp_path)
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(doc))
