@@ -18,6 +18,7 @@ import json
 import resource
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=60, help="frames the input holds at the first run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
     base = demo_config(args.workdir).generate.with_absolute_paths()
     n = len(open_run(base).times)
     with tempfile.TemporaryDirectory() as tmp:

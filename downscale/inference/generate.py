@@ -17,6 +17,9 @@ Steps:
    Dask (local threads, or a scheduler address), each a region write into the Zarr v3 store.
 4. **Finalize**: consolidated metadata once at the end; only then is the store complete.
 
+With ``append`` a complete store of the same configuration grows instead by the frames its input gained
+since (:mod:`downscale.inference.growth`): only those are planned, sampled and written.
+
 Deterministic baselines (``bilinear``: cube-aware bilinear interpolation, mass-corrected; ``deterministic``:
 the model's own mean μ; ``qm``: quantile mapping of the bilinear field onto the training climatology),
 the coarse input and the truth (when the run has it) are written by the first member block of each

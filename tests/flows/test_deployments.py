@@ -9,6 +9,8 @@ import yaml
 from prefect.cli.deploy._models import DeploymentConfig, PrefectYamlModel
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools.validation import validate
 
 from downscale.config import PipelineConfig
 
@@ -30,6 +32,8 @@ def test_prefect_yaml_is_valid_for_prefect_deploy():
 def test_each_deployment_loads_its_flow_and_its_parameters_validate(name):
     deployment = DEPLOYMENTS[name]
     flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+    schema = parameter_schema(flow).model_dump_for_openapi()      # as the server does when deploying
+    validate(deployment["parameters"], schema, raise_on_error=True, ignore_required=True)
     params = flow.validate_parameters(deployment["parameters"])   # as Prefect does when a run starts
     config = params["config"]
     assert isinstance(config, PipelineConfig)
