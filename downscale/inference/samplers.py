@@ -26,8 +26,8 @@ Example::
     >>> cfg = SamplerConfig.for_nfe("heun", 35)
     >>> cfg.num_steps, cfg.nfe, cfg.stochastic
     (18, 35, False)
-    >>> SamplerConfig(kind="dpmpp_2m", num_steps=8).attrs()["sampler_S_tmax"]
-    'inf'
+    >>> SamplerConfig(kind="dpmpp_2m", num_steps=8).attrs()["sampler_sigma_max"]
+    80.0
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class SamplerConfig(BaseModel):
     rho: float = Field(7.0, gt=0, description="ρ of the Karras schedule (EDM Eq. 5)")
     S_churn: float = Field(0.0, ge=0, description="heun only: total churn; 0 = deterministic ODE sampler")
     S_tmin: float = Field(0.0, description="heun only: churn only at σ_i >= S_tmin")
-    S_tmax: float = Field(math.inf, description="heun only: churn only at σ_i <= S_tmax")
+    S_tmax: float | None = Field(None, description="heun only: churn only at σ_i <= S_tmax; null = no upper bound "
+                                                   "(JSON has no infinity)")
     S_noise: float = Field(1.0, description="heun only: scale of the churn noise")
 
     @model_validator(mode="after")
@@ -69,7 +70,7 @@ class SamplerConfig(BaseModel):
         if self.S_churn > 0 and self.kind != "heun":
             raise ValueError(f"S_churn={self.S_churn} needs kind='heun': {self.kind} is deterministic here "
                              "(use S_churn=0)")
-        if self.S_tmin > self.S_tmax:
+        if self.S_tmax is not None and self.S_tmin > self.S_tmax:
             raise ValueError(f"need S_tmin <= S_tmax, got S_tmin={self.S_tmin}, S_tmax={self.S_tmax}")
         return self
 
@@ -95,15 +96,10 @@ class SamplerConfig(BaseModel):
         num_steps = (nfe + 1) // 2 if kind == "heun" else nfe
         return cls(kind=kind, num_steps=num_steps, **settings)
 
-    def attrs(self) -> dict[str, str | int | float]:
-        """Flat ``{"sampler_<field>": value}`` plus ``sampler_nfe``, for Zarr attributes (JSON): infinite
-        values are written as the strings ``"inf"``/``"-inf"`` (which the fields parse back)."""
+    def attrs(self) -> dict[str, str | int | float | None]:
+        """Flat ``{"sampler_<field>": value}`` plus ``sampler_nfe``, for Zarr attributes (JSON)."""
         values: dict[str, Any] = {**self.model_dump(), "nfe": self.nfe}
-        return {f"sampler_{name}": _json_number(value) for name, value in values.items()}
-
-
-def _json_number(value: str | int | float) -> str | int | float:
-    return str(value) if isinstance(value, float) and math.isinf(value) else value
+        return {f"sampler_{name}": value for name, value in values.items()}
 
 
 def _log_snr(sigma: torch.Tensor) -> torch.Tensor:
@@ -166,5 +162,5 @@ def sample(denoise: Denoiser, latents: torch.Tensor, config: SamplerConfig, chur
         raise ValueError(f"the sampler is stochastic (S_churn={config.S_churn}): pass churn_noise")
     return edm_heun_sampler(denoise, tuple(latents.shape), num_steps=config.num_steps, sigma_min=config.sigma_min,
                             sigma_max=config.sigma_max, rho=config.rho, S_churn=config.S_churn,
-                            S_tmin=config.S_tmin, S_tmax=config.S_tmax, S_noise=config.S_noise,
+                            S_tmin=config.S_tmin, S_tmax=math.inf if config.S_tmax is None else config.S_tmax, S_noise=config.S_noise,
                             device=latents.device, dtype=dtype, latents=latents, churn_noise=churn_noise)

@@ -12,7 +12,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 
-from downscale.config import PipelineConfig
+from downscale.config import PipelineConfig, demo_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = yaml.safe_load((REPO / "prefect.yaml").read_text())
@@ -40,6 +40,17 @@ def test_each_deployment_loads_its_flow_and_its_parameters_validate(name):
     assert config.generate.member == "0010" and str(config.generate.output).endswith("outputs/0010.zarr")
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])   # raises on a bad cron
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_a_dumped_config_is_a_valid_run_parameter(name, tmp_path):
+    """What `prefect deployment run --params` sends (infra/prefect/run_against_server.sh): a config dumped
+    to JSON must pass the server's schema check and validate back to the same config."""
+    flow = load_flow_from_entrypoint(str(REPO / DEPLOYMENTS[name]["entrypoint"]))
+    config = demo_config(tmp_path / "run", "tests")
+    params = {"config": config.model_dump(mode="json")}
+    validate(params, parameter_schema(flow).model_dump_for_openapi(), raise_on_error=True)
+    assert flow.validate_parameters(params)["config"] == config
 
 
 def test_a_bad_parameter_is_refused_naming_the_field():

@@ -182,7 +182,7 @@ def test_attrs_are_flat_json_and_parse_back():
     attrs = config.attrs()
     assert attrs == {"sampler_kind": "heun", "sampler_num_steps": 18, "sampler_sigma_min": 0.002,
                      "sampler_sigma_max": 80.0, "sampler_rho": 7.0, "sampler_S_churn": 2.5, "sampler_S_tmin": 0.05,
-                     "sampler_S_tmax": "inf", "sampler_S_noise": 1.0, "sampler_nfe": 35}
+                     "sampler_S_tmax": None, "sampler_S_noise": 1.0, "sampler_nfe": 35}
     stored = json.loads(json.dumps(attrs, allow_nan=False))
     fields = {k.removeprefix("sampler_"): v for k, v in stored.items() if k != "sampler_nfe"}
     assert SamplerConfig(**fields) == config
