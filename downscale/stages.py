@@ -104,18 +104,13 @@ def generated_outputs(config: PipelineConfig, overwrite: bool = False,
     runs the pending work items (default :func:`downscale.inference.generate.run_items`; the Prefect flow
     maps them over its task runner)."""
     from downscale.inference import generate as gen_module
-    from downscale.inference import growth, store
+    from downscale.inference import store
 
     gen = config.generate.model_copy(update={"overwrite": overwrite}).with_absolute_paths()
-    if store.is_complete(gen.output) and not overwrite:
-        spec = gen_module.planned_spec(gen)
-        if store.matches(gen.output, spec):
-            return StageResult("generate", gen.output, True, "complete")
-        if not gen.append:
-            raise FileExistsError(f"{gen.output}: a complete output store of another configuration (bundle, "
-                                  f"sampler, members, period …); pass overwrite to redo it")
-        growth.new_frames(gen.output, spec)  # refuses a store that cannot grow into spec, before any change
-    spec, pending = gen_module.open_store(gen)
+    spec = gen_module.planned_spec(gen)
+    if not overwrite and store.is_complete(gen.output) and store.matches(gen.output, spec):
+        return StageResult("generate", gen.output, True, "complete")
+    pending = gen_module.set_up_output_store(gen, spec)
     (run_items or gen_module.run_items)(gen, spec, pending)
     gen_module.finish_store(gen, spec)
     return StageResult("generate", gen.output, False, f"{len(pending)} work items of {gen.members} members "

@@ -346,8 +346,9 @@ def planned_spec(config: GenerateConfig) -> store.OutputSpec:
     return output_spec(run, config, provenance(run, config))
 
 
-def open_store(config: GenerateConfig) -> tuple[store.OutputSpec, list[store.WorkItem]]:
-    """Create, resume or (with ``append``) grow the output store of ``config``; its spec and the items to run.
+def set_up_output_store(config: GenerateConfig, spec: store.OutputSpec) -> list[store.WorkItem]:
+    """Create, resume or (with ``append``) grow the output store of ``config`` laid out by ``spec``
+    (:func:`planned_spec`); returns the work items still to run.
 
     ``config`` must have absolute paths (:meth:`GenerateConfig.with_absolute_paths`). A complete store is
     refused unless ``overwrite``; with ``append`` a complete store of the same configuration grows by the
@@ -355,18 +356,20 @@ def open_store(config: GenerateConfig) -> tuple[store.OutputSpec, list[store.Wor
     out = Path(config.output)
     if config.scheduler is None:
         resolve_device(config.device)  # a bad device name fails here, not in a worker
-    spec = planned_spec(config)
     if config.append and not config.overwrite and store.exists(out):
         added = growth.extend_store(out, spec)
         log.info("%s: %s", out, f"grows by {added} frames" if added else "up to date with its input")
     elif store.is_complete(out) and not config.overwrite:
+        if not store.matches(out, spec):
+            raise FileExistsError(f"{out}: a complete output store of another configuration (bundle, sampler, "
+                                  f"members, period …); pass overwrite to redo it")
         raise FileExistsError(f"output {out} is complete; pass overwrite (--overwrite) to replace it, or "
                               f"append (--append) to add the frames its input gained")
     else:
         store.create_store(out, spec, overwrite=config.overwrite)
     pending = store.pending_items(out, spec)
     log.info("%s: %d of %d work items to run", out, len(pending), len(store.planned_items(out)))
-    return spec, pending
+    return pending
 
 
 def finish_store(config: GenerateConfig, spec: store.OutputSpec) -> Path:
@@ -382,6 +385,6 @@ def finish_store(config: GenerateConfig, spec: store.OutputSpec) -> Path:
 def generate(config: GenerateConfig) -> Path:
     """Run ``config`` to a complete output store (resuming an interrupted one); returns its path."""
     config = config.with_absolute_paths()  # workers elsewhere (a Dask cluster) see the same files
-    spec, pending = open_store(config)
-    run_items(config, spec, pending)
+    spec = planned_spec(config)
+    run_items(config, spec, set_up_output_store(config, spec))
     return finish_store(config, spec)

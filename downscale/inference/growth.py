@@ -23,7 +23,6 @@ again (the block's shard is rewritten around its old frames, which keep their va
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,8 +63,9 @@ def new_frames(path: str | os.PathLike[str], spec: OutputSpec) -> int:
         raise OutputStoreError(
             f"output store {root}: was made by another configuration (bundle, sampler, members, grid, blocks or "
             f"first time differ), so it cannot grow by appending; choose another output or pass overwrite")
-    if _plan(root)["fingerprint"] == spec.fingerprint:  # an extension to spec was interrupted
-        return len(spec.times) - len(_stored_times(root))
+    plan = _plan(root)
+    if plan["fingerprint"] == spec.fingerprint:  # an extension to spec was interrupted
+        return len(spec.times) - plan["grown_from"]
     old = _stored_times(root)[:_planned_length(root)]
     if len(old) > len(spec.times) or not all(a == b for a, b in zip(old, spec.times, strict=False)):
         raise OutputStoreError(
@@ -81,35 +81,30 @@ def extend_store(path: str | os.PathLike[str], spec: OutputSpec) -> int:
     added = new_frames(root, spec)
     if added == 0:
         return 0
+    time = zarr.open_array(root / TIME, mode="r+")
+    encoded = cftime.date2num(list(spec.times), time.attrs["units"], time.attrs["calendar"])
+    values = np.asarray(encoded).astype(time.dtype)
+    if not np.array_equal(values, encoded):  # checked before anything changes
+        raise OutputStoreError(f"output store {root}: the new times cannot be encoded exactly in the store's "
+                               f"time units {time.attrs['units']!r}")
     plan = _plan(root)
     if plan["fingerprint"] != spec.fingerprint:                                        # 1. the plan
         old = _planned_length(root)
         ranges = [tuple(r) for r in plan["time_ranges"]] + time_ranges(old, len(spec.times), spec.time_block)
-        _write_plan(root, spec.fingerprint, ranges, plan["member_blocks"])
-    group = zarr.open_group(root, mode="r+", use_consolidated=False)                  # 2. unfinished
+        _write_plan(root, spec.fingerprint, ranges, plan["member_blocks"], grown_from=old)
+    # 2. unfinished: rewriting the root's attributes without use_consolidated drops its consolidated metadata
+    group = zarr.open_group(root, mode="r+", use_consolidated=False)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     group.attrs.update({STATUS: IN_PROGRESS,
                         "history": f"{group.attrs['history']}\n{now}: growing to {len(spec.times)} frames"})
-    meta = json.loads((root / "zarr.json").read_text())
-    if meta.get("consolidated_metadata") is not None:
-        meta["consolidated_metadata"] = None
-        tmp = root / "zarr.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, root / "zarr.json")
     n = len(spec.times)                                                               # 3. the arrays
     with _quiet_bookkeeping():
-        arrays = list(zarr.open_group(root, mode="r+", use_consolidated=False).arrays())
+        arrays = list(group.arrays())
     for _, array in arrays:
         dims = array.metadata.dimension_names or ()
         if TIME in dims:
             axis = dims.index(TIME)
             array.resize(tuple(n if i == axis else s for i, s in enumerate(array.shape)))
-    time = zarr.open_array(root / TIME, mode="r+")
-    encoded = cftime.date2num(list(spec.times), time.attrs["units"], time.attrs["calendar"])
-    values = np.asarray(encoded).astype(time.dtype)
-    if not np.array_equal(values, encoded):
-        raise OutputStoreError(f"output store {root}: the new times cannot be encoded exactly in the store's "
-                               f"time units {time.attrs['units']!r}")
-    time[:] = values
+    zarr.open_array(root / TIME, mode="r+")[:] = values
     group.attrs.update({FINGERPRINT: spec.fingerprint})                               # 4. the new spec
     return added

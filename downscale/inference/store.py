@@ -471,13 +471,16 @@ def _quiet_bookkeeping() -> Iterator[None]:
 
 
 def _plan(root: Path) -> dict[str, Any]:
-    """The store's plan (``fingerprint``, ``time_ranges``, ``member_blocks``), written at creation."""
+    """The store's plan (``fingerprint``, ``time_ranges``, ``member_blocks``; ``grown_from`` once it grew),
+    written at creation and rewritten when the store grows."""
     return json.loads((root / BOOKKEEPING / PLAN).read_text())
 
 
-def _write_plan(root: Path, fingerprint: str, ranges: list[tuple[int, int]], member_blocks: int) -> None:
-    _write_json(root / BOOKKEEPING / PLAN, {"fingerprint": fingerprint, "time_ranges": [list(r) for r in ranges],
-                                            "member_blocks": member_blocks})
+def _write_plan(root: Path, fingerprint: str, ranges: list[tuple[int, int]], member_blocks: int,
+                grown_from: int | None = None) -> None:
+    """``grown_from``: frames the store held before it grew into this plan (absent for a new store)."""
+    plan = {"fingerprint": fingerprint, "time_ranges": [list(r) for r in ranges], "member_blocks": member_blocks}
+    _write_json(root / BOOKKEEPING / PLAN, plan | ({"grown_from": grown_from} if grown_from is not None else {}))
 
 
 def planned_items(path: str | os.PathLike[str]) -> list[WorkItem]:
