@@ -1,4 +1,5 @@
-"""Shared fixtures: the real FV3GFS C48 files and a session-wide Prefect test harness."""
+"""Shared fixtures: the real FV3GFS C48 files (tests/fixtures, MIT, see its README) and a session-wide Prefect
+test harness."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 C48 = FIXTURES / "fv3gfs-c48"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not C48.is_dir():
-        pytest.fail(f"real FV3GFS fixtures not found at {C48}: the checkout needs shared/ beside it")
+        pytest.fail(f"real FV3GFS fixtures not found at {C48}: they ship with the repository (tests/fixtures)")
     return FIXTURES
 
 
