@@ -20,8 +20,10 @@ arithmetic, float64 state, μ excluded).
 
 ``nfe``: ``--clips`` clips of ``--clip-frames`` frames (default T: one window each) spread evenly
 over the validation run, ``--members`` members with the same latents at every NFE (noise keyed by
-seed/member/frame), for DPM-Solver++(2M) at 2…70 NFE and EDM Heun at 3…69 NFE. Per NFE: fair
-area-weighted CRPS, q99.99 of the pooled ensemble vs the truth's, and the distance of the radially
+seed/member/frame), for DPM-Solver++(2M) at 2…70 NFE and EDM Heun at 3…69 NFE, on the σ schedule of
+``--schedule`` (``production``: σ 10 → 0.005, ρ = 1000, as :data:`PRODUCTION_SAMPLER`; ``edm``: σ 80 → 0.002,
+ρ = 7). Per NFE: the std of the sampled residual (normalized log units, area weighted) over the true
+residual's (``residual_std_ratio``, 1 = the right spread), fair area-weighted CRPS, q99.99 of the pooled ensemble vs the truth's, and the distance of the radially
 averaged power spectrum to the truth's (mean |ln E_ens(k)/E_truth(k)| over k = 1…n/2). The same with
 ``correct_block_means`` applied as ``mass_correction: true`` does. Picks the smallest NFE within 5 %
 of the reference (the largest NFE of the same sampler) in CRPS and in q99.99.
@@ -66,6 +68,8 @@ MEMBER = "0003"
 DPM_NFE = (2, 4, 6, 8, 12, 18, 35, 70)
 HEUN_NFE = (3, 5, 7, 11, 17, 35, 69)
 TOLERANCE = 0.05
+SCHEDULES = {"production": {"sigma_max": 10.0, "sigma_min": 0.005, "rho": 1000.0},
+             "edm": {"sigma_max": 80.0, "sigma_min": 0.002, "rho": 7.0}}
 
 
 # ---- shared ----------------------------------------------------------------------------------------------
@@ -155,7 +159,7 @@ class TimedNet:
 
 # ---- cost ------------------------------------------------------------------------------------------------
 def cost(args: argparse.Namespace) -> dict[str, Any]:
-    from downscale.inference.samplers import SamplerConfig
+    from downscale.models.samplers import SamplerConfig
     from downscale.inference.windows import count_window_evaluations
 
     run, rt = load(args, members_per_batch=args.members_per_batch, time_block=args.time_block)
@@ -234,8 +238,10 @@ def _choose(rows: list[dict[str, Any]], kind: str, key: str = "") -> dict[str, A
 def nfe_curve(args: argparse.Namespace) -> dict[str, Any]:
     from data_catalog.upsample import correct_block_means
     from downscale.inference.generate import COARSE_PRECIPITATION
-    from downscale.inference.samplers import SamplerConfig
+    from downscale.inference.config import GenerateConfig
+    from downscale.models.samplers import SamplerConfig
 
+    MAX_RATIO = GenerateConfig.model_fields["mass_correction_max_ratio"].default
     run, rt = load(args, members_per_batch=args.members_per_batch)
     T = rt.frames
     L = args.clip_frames or T
@@ -252,16 +258,23 @@ def nfe_curve(args: argparse.Namespace) -> dict[str, Any]:
     area_t = torch.as_tensor(area.values, dtype=torch.float64)
     truth_all = np.concatenate([b[4] for b in blocks])
     configs = [("dpmpp_2m", k) for k in args.dpm_nfe] + [("heun", k) for k in args.heun_nfe]
+    schedule = SCHEDULES[args.schedule]
+    w = area_t / area_t.sum()
+    mu_all = torch.cat([b[2][0, :, 0] for b in blocks])                            # (frames, 6, n, n) normalized
+    norm = lambda x: torch.as_tensor(rt.stats.normalize(rt.meta.target, np.asarray(x, np.float64)))  # noqa: E731
+    true_res_std = float(((norm(truth_all) - mu_all) ** 2 * w).sum(dim=(-3, -2, -1)).mean().sqrt())
     rows = []
     for kind, nfe in configs:
-        rtn = dataclasses.replace(rt, sampler=SamplerConfig.for_nfe(kind, nfe))
+        rtn = dataclasses.replace(rt, sampler=SamplerConfig.for_nfe(kind, nfe, **schedule))
         t0 = time.perf_counter()
         ens = torch.cat([rtn.members(cond, mu, seeds) for _, cond, mu, seeds, _, _ in blocks], dim=1)
         elapsed = time.perf_counter() - t0
-        corrected = torch.cat([correct_block_means(part.double(), cp, run.meta.factor, area_t)
+        corrected = torch.cat([correct_block_means(part.double(), cp, run.meta.factor, area_t, max_ratio=MAX_RATIO)
                                .clamp_min(0).float() for part, cp in
                                zip(torch.split(ens, L, dim=1), [b[5] for b in blocks], strict=True)], dim=1)
+        res_std = float(((norm(ens.numpy()) - mu_all) ** 2 * w).sum(dim=(-3, -2, -1)).mean().sqrt())
         row = {"sampler": kind, "nfe": nfe, "num_steps": rtn.sampler.num_steps, "sample_s": elapsed,
+               "schedule": args.schedule, "residual_std_ratio": res_std / true_res_std,
                **_metrics(ens.numpy(), truth_all, area),
                **{f"{k}_mc": v for k, v in _metrics(corrected.numpy(), truth_all, area).items()}}
         rows.append(row)
@@ -516,6 +529,7 @@ def main() -> None:
     p.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 8], help="cost: DPM-Solver++(2M) NFEs")
     p.add_argument("--dpm-nfe", type=int, nargs="+", default=list(DPM_NFE))
     p.add_argument("--heun-nfe", type=int, nargs="+", default=list(HEUN_NFE))
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="production", help="nfe: σ schedule")
     p.add_argument("--members", type=int, default=None, help="default: 4 (nfe), 2 (memory, seams)")
     p.add_argument("--clips", type=int, default=3)
     p.add_argument("--clip-frames", type=int, default=None, help="nfe: frames per clip (default T)")

@@ -1,4 +1,4 @@
-"""Area-weighted block mean on the cube sphere (SCHEMA.md §2).
+"""Area-weighted block mean on the cube sphere (docs/cube-sphere.md, "Coarse-graining").
 
 ``coarse = Σ(area · field) / Σ(area)`` over each ``factor × factor`` block of fine cells; blocks never
 cross a tile edge, so the operator works per tile and conserves the area integral exactly.

@@ -1,6 +1,6 @@
 """FV3 cube-sphere geometry (``grid_type = 0``): corners, centres, cell areas and grid directions at any C-N.
 
-The grid is gnomonic and **equal-edge** (SCHEMA.md §3). Along a tile edge the N + 1 nodes sit at
+The grid is gnomonic and **equal-edge** (docs/cube-sphere.md). Along a tile edge the N + 1 nodes sit at
 
     s_k = √2 · tan(−α + 2αk/N),   k = 0..N,   α = asin(1/√3)
 
@@ -40,7 +40,7 @@ def _east(lon_deg: float) -> tuple[float, float, float]:
 _Z = (0.0, 0.0, 1.0)
 _MINUS_Z = (0.0, 0.0, -1.0)
 
-#: Tile frames (0-based tile → face centre c, grid +x direction ex, grid +y direction ey), the SCHEMA.md §3
+#: Tile frames (0-based tile → face centre c, grid +x direction ex, grid +y direction ey), the docs/cube-sphere.md
 #: frames table. E(λ) = (cos λ, sin λ, 0): the whole cube is turned 10° west of the usual 0°/90° layout.
 TILE_FRAMES: dict[int, tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]] = {
     0: (_east(350.0), _east(80.0), _Z),          # equatorial, 305°E–35°E

@@ -31,7 +31,7 @@ from data_catalog.schema import N_TILES, TILE, X, Y
 W, E, S, N = "W", "E", "S", "N"
 EDGES = (W, E, S, N)
 
-#: Edge connectivity, 0-based (SCHEMA.md §3 table, there 1-based): tile → edge → (neighbour tile,
+#: Edge connectivity, 0-based (docs/cube-sphere.md table, there 1-based): tile → edge → (neighbour tile,
 #: neighbour edge, reversed). W = x index 0, E = last x, S = y index 0, N = last y; "reversed" = the
 #: along-edge index runs the other way on the neighbour.
 EDGE_CONNECTIVITY: dict[int, dict[str, tuple[int, str, bool]]] = {

@@ -1,6 +1,6 @@
 """Open real FV3GFS stores lazily and standardize them, once, into the internal form.
 
-Real stores differ (SCHEMA.md §1): dim order (tile first, time first, tile last), ``grid_xt`` /
+Real stores differ (docs/catalog.md): dim order (tile first, time first, tile last), ``grid_xt`` /
 ``grid_xt_coarse`` / ``x`` names, a tile coordinate of 0..5, 1..6 or none, Julian time with float
 noise, ``kg/m**2/s`` or ``kg/m^2/s``, float32 or float64, netCDF or Zarr. :func:`standardize` goes by
 names, never positions, and returns dims ``(time, tile, y, x)`` / ``(tile, y, x)`` /

@@ -20,7 +20,7 @@ FIELD_DIMS = (TIME, TILE, Y, X)
 STATIC_DIMS = (TILE, Y, X)
 CORNER_DIMS = (TILE, YB, XB)
 
-#: Names a store may give its horizontal dims, mapped onto the internal ones (SCHEMA.md §1).
+#: Names a store may give its horizontal dims, mapped onto the internal ones (docs/catalog.md).
 Y_ALIASES = ("grid_yt", "grid_yt_coarse", "y")
 X_ALIASES = ("grid_xt", "grid_xt_coarse", "x")
 YB_ALIASES = ("grid_y", "grid_y_coarse", "y_interface", "yb")

@@ -17,6 +17,16 @@
 ``mass_correct=True`` then makes each coarse block's (optionally area-weighted) mean of the result equal
 the coarse value: ``multiplicative`` (``y ← y · x / ⟨y⟩``, for positive fields such as precipitation;
 a block whose mean is 0 takes the coarse value) or ``additive`` (``y ← y + x − ⟨y⟩``, for signed fields).
+
+A multiplicative ratio ``r = x / ⟨y⟩`` has no upper bound: a block sampled nearly dry under a wet coarse cell
+turns its one wet fine cell into a spike of up to f² times the coarse mean. With ``max_ratio = R`` the
+correction is **bounded**: blocks with ``r ≤ R`` are scaled as before; a block with ``r > R`` is scaled by
+``R`` and the rest of the missing mass is spread uniformly over the block::
+
+    y ← y · r                          r ≤ R
+    y ← y · R + (x − R·⟨y⟩)            r > R        (so ⟨y⟩ = x still holds exactly)
+
+so no value grows beyond ``R · y + x``: mass stays exact and the correction cannot create a spike.
 """
 
 from __future__ import annotations
@@ -98,17 +108,27 @@ def upsample_coarse(
 
 
 def correct_block_means(y: torch.Tensor, x: torch.Tensor, factor: int, fine_area: torch.Tensor | None = None,
-                        correction: Correction = "multiplicative") -> torch.Tensor:
+                        correction: Correction = "multiplicative", max_ratio: float | None = None) -> torch.Tensor:
     """Make each ``factor × factor`` block mean of ``y (..., 6, N, N)`` (area-weighted by ``fine_area (6, N, N)``
     if given) equal ``x (..., 6, N/f, N/f)``: ``multiplicative`` ``y ← y · x / ⟨y⟩`` (a block whose mean is 0
-    takes ``x`` uniformly) or ``additive`` ``y ← y + x − ⟨y⟩``. Leading dims of ``x`` broadcast against ``y``'s."""
+    takes ``x`` uniformly; with ``max_ratio`` R the ratio is bounded by R and the rest of the mass added
+    uniformly, module docstring) or ``additive`` ``y ← y + x − ⟨y⟩``. Leading dims of ``x`` broadcast against
+    ``y``'s. ``y`` must be ≥ 0 for the multiplicative correction."""
     f = factor
     mean = block_mean(y, f, fine_area)
     x = x.to(mean.dtype).expand_as(mean)
     if correction == "multiplicative":
-        ratio = torch.where(mean != 0, x / torch.where(mean != 0, mean, torch.ones_like(mean)), torch.ones_like(x))
-        fill = mean == 0
-        return torch.where(repeat_blocks(fill, f), repeat_blocks(x, f), y * repeat_blocks(ratio, f))
+        if max_ratio is not None and not max_ratio >= 1:
+            raise ValueError(f"max_ratio must be >= 1 (or None: unbounded), got {max_ratio}")
+        ratio = x / torch.where(mean != 0, mean, torch.ones_like(mean))
+        if max_ratio is None:
+            scale = torch.where(mean != 0, ratio, torch.zeros_like(ratio))
+            extra = torch.where(mean != 0, torch.zeros_like(x), x)
+        else:
+            bounded = (mean != 0) & (ratio <= max_ratio)
+            scale = torch.where(bounded, ratio, torch.full_like(ratio, max_ratio))
+            extra = torch.where(bounded, torch.zeros_like(x), (x - max_ratio * mean).clamp_min(0))
+        return y * repeat_blocks(scale, f) + repeat_blocks(extra, f)
     if correction == "additive":
         return y + repeat_blocks(x - mean, f)
     raise ValueError(f"unknown mass correction {correction!r}: use 'multiplicative' or 'additive'")

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--config", type=Path, help="pipeline YAML (downscale.config.PipelineConfig)")
     which.add_argument("--demo", action="store_true", help="the embedded synthetic default (CPU)")
     p.add_argument("--workdir", default="demo-run", type=Path, help="with --demo: where data, model and outputs go")
-    p.add_argument("--preset", default="demo", help="with --demo: synthetic data preset (tests, demo)")
+    p.add_argument("--preset", default="demo", help="with --demo: synthetic data preset (tests, demo, skill)")
     p.add_argument("--overwrite", action="store_true", help="redo stages whose outputs are complete")
     return parser
 

@@ -15,7 +15,7 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
       batch_size: 2
     generate:                          # downscale.inference.config.GenerateConfig; bundle, catalog and
       members: 8                       # output default to the workdir's, member to the first held-out one
-      sampler: {kind: dpmpp_2m, num_steps: 4}
+      sampler: {kind: dpmpp_2m, num_steps: 8}   # the production default (σ 10 → 0.005, ρ 1000)
     evaluate: {enabled: true, n_boot: 200}   # diagnostics (metrics.json, maps, curves) and report.html
 
 Paths are plain strings/paths so the object travels as Prefect flow parameters.
@@ -128,27 +128,46 @@ class PipelineConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+#: The training, validation and generation settings of each embedded preset (``demo_config``).
+_PRESET_SETTINGS: dict[str, dict[str, Any]] = {
+    # C8 → C32, 4 days: seconds; the tests.
+    "tests": {"held_out": "0002", "network": "tiny", "max_steps": 20, "warmup": 5, "lr": 1e-3, "validate_every": 20,
+              "ensemble_size": 2, "val_batches": 1, "checkpoint_every": 10, "num_workers": 0, "log_every": 5,
+              "members": 2, "end": None, "time_block": 16, "workers": 1,
+              "sampler": {"kind": "dpmpp_2m", "num_steps": 3}},
+    # C12 → C96, 60 days: `make demo`, minutes on 2 cores; ten days of the held-out member, 4 members.
+    "demo": {"held_out": "0003", "network": "demo", "max_steps": 240, "warmup": 50, "lr": 5e-4, "validate_every": 80,
+             "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 80, "num_workers": 2, "log_every": 25,
+             "members": 4, "end": "2016-08-15", "time_block": 40, "workers": 2, "sampler": None},
+    # C8 → C64, 60 days: bench/skill.py, training ≤ 45 min on 2 quiet cores; twenty days scored with 8 members.
+    "skill": {"held_out": "0003", "network": "demo", "max_steps": 1600, "warmup": 100, "lr": 5e-4,
+              "validate_every": 200, "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 200, "num_workers": 2,
+              "log_every": 50, "members": 8, "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None},
+}
+
+
 def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
-    """The embedded default: synthetic data, the CPU demo network, a training budget of minutes."""
-    small = preset == "tests"
+    """The embedded default (``demo``), the test-sized ``tests`` and the ``skill`` benchmark configuration:
+    synthetic data, the CPU networks, a training budget of seconds, minutes or ≤ 45 minutes."""
+    if preset not in _PRESET_SETTINGS:
+        raise ValueError(f"unknown pipeline preset {preset!r}; choose one of {', '.join(_PRESET_SETTINGS)}")
+    p = _PRESET_SETTINGS[preset]
     return PipelineConfig.model_validate({
         "workdir": str(workdir),
         "data": {"synthetic": preset},
-        "prepare": {"splits": {"validation_members": ["0002" if small else "0003"]}},
+        "prepare": {"splits": {"validation_members": [p["held_out"]]}},
         "train": {
-            "network": "tiny" if small else "demo",
-            "max_steps": 20 if small else 240,
+            "network": p["network"],
+            "max_steps": p["max_steps"],
             "batch_size": 2,
-            "optimizer": {"warmup_steps": 5 if small else 50, "lr": 1e-3 if small else 5e-4},
-            "validation": {"every_n_steps": 20 if small else 80, "ensemble_size": 2 if small else 4,
-                           "sampler_steps": 3 if small else 8, "max_batches": 1 if small else 4},
-            "checkpoint": {"every_n_steps": 10 if small else 80},
-            "hardware": {"num_workers": 0 if small else 2},
-            "log_every_n_steps": 5 if small else 25,
+            "optimizer": {"warmup_steps": p["warmup"], "lr": p["lr"]},
+            "validation": {"every_n_steps": p["validate_every"], "ensemble_size": p["ensemble_size"],
+                           "max_batches": p["val_batches"], **({"sampler": p["sampler"]} if p["sampler"] else {})},
+            "checkpoint": {"every_n_steps": p["checkpoint_every"]},
+            "hardware": {"num_workers": p["num_workers"]},
+            "log_every_n_steps": p["log_every"],
         },
-        # ten days of the held-out member (the tests preset has four): 4 members, 4-step DPM-Solver++(2M)
-        "generate": {"members": 2 if small else 4, "end": None if small else "2016-08-15",
-                     "time_block": 16 if small else 40, "workers": 1 if small else 2,
-                     **({"sampler": {"kind": "dpmpp_2m", "num_steps": 3}} if small else {})},
-        "evaluate": {"n_boot": 20 if small else 200},
+        "generate": {"members": p["members"], "end": p["end"], "time_block": p["time_block"], "workers": p["workers"],
+                     **({"sampler": p["sampler"]} if p["sampler"] else {})},
+        "evaluate": {"n_boot": 20 if preset == "tests" else 200},
     })

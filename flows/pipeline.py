@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--config", type=Path, help="pipeline YAML (downscale.config.PipelineConfig)")
     group.add_argument("--demo", action="store_true", help="the embedded default (synthetic data, CPU)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-run"), help="with --demo: output folder")
-    parser.add_argument("--preset", default="demo", help="with --demo: synthetic preset (tests, demo)")
+    parser.add_argument("--preset", default="demo", help="with --demo: synthetic preset (tests, demo, skill)")
     parser.add_argument("--overwrite", action="store_true", help="redo stages even if their outputs are complete")
     args = parser.parse_args(argv)
     try:

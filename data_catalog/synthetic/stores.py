@@ -1,4 +1,4 @@
-"""Writing the synthetic data in the exact layout of real FV3GFS stores (SCHEMA.md §1).
+"""Writing the synthetic data in the exact layout of real FV3GFS stores (docs/catalog.md).
 
 Layout under a root directory (:class:`SyntheticLayout`)::
 

@@ -2,11 +2,13 @@
 area-weighted with the cube's cell area, streaming over data larger than memory.
 
 Modules (one concept each): :mod:`~downscale.diagnostics.weights` (area weights, regions),
-:mod:`~downscale.diagnostics.skill` (MSE/MAE, fair CRPS, spread–skill, rank histogram),
+:mod:`~downscale.diagnostics.skill` (MSE/MAE, fair and standard CRPS, spread–skill, rank histogram),
 :mod:`~downscale.diagnostics.histogram` and :mod:`~downscale.diagnostics.distribution` (pooled
 histograms, quantiles, PE, EMD, exceedances, wet days, dry spells), :mod:`~downscale.diagnostics.extremes`
-(GPD return levels), :mod:`~downscale.diagnostics.structure` (SAE, spectra, autocorrelation, diurnal
-cycle), :mod:`~downscale.diagnostics.climatology` (mean and bias maps),
+(GPD return levels), :mod:`~downscale.diagnostics.uncertainty` (day-block bootstrap of extreme quantiles),
+:mod:`~downscale.diagnostics.reliability` (Brier score, reliability diagram),
+:mod:`~downscale.diagnostics.structure` (SAE, spectra, autocorrelation, diurnal cycle),
+:mod:`~downscale.diagnostics.climatology` (mean and bias maps),
 :mod:`~downscale.diagnostics.consistency` (seams, window joins, mass) and
 :mod:`~downscale.diagnostics.compare` (everything for every source, writers).
 

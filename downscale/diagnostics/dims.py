@@ -2,7 +2,7 @@
 dropping index coordinates so that arrays combine by position.
 
 Every diagnostic takes its dimension names as parameters, so the same function runs on the inference
-output (``PRATEsfc (member, time, tile, grid_yt, grid_xt)``, DESIGN.md "Output") and on the internal
+output (``PRATEsfc (member, time, tile, grid_yt, grid_xt)``, docs/inference.md, "The output store") and on the internal
 form of ``data_catalog`` (``(time, tile, y, x)``). The defaults are the output names.
 
 Example::
@@ -40,7 +40,7 @@ class Dims:
         return (self.tile, self.y, self.x)
 
 
-#: The inference output layout (DESIGN.md) and the internal layout (data_catalog/schema.py).
+#: The inference output layout (docs/inference.md) and the internal layout (data_catalog/schema.py).
 OUTPUT = Dims()
 INTERNAL = Dims(y="y", x="x")
 

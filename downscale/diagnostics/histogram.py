@@ -62,7 +62,7 @@ class LogBins:
 DEFAULT_BINS = LogBins()
 
 
-def _weighted_counts(values: np.ndarray, weights: np.ndarray, bins: LogBins) -> np.ndarray:
+def weighted_counts(values: np.ndarray, weights: np.ndarray, bins: LogBins) -> np.ndarray:
     """(R, size) counts: the bin index of each value is computed once, then counted with each of the R
     weight sets ``weights (R, …)`` (broadcastable to the values)."""
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -123,7 +123,7 @@ def histogram(x: xr.DataArray, weights: xr.DataArray | None = None, bins: LogBin
 
     Example: ``histogram(ens, area)  # every member, time and cell, weighted by its area``
     """
-    counts, extra = reduce_blocks(lambda v, w: _weighted_counts(v, w, bins), x, weights, bins.size)
+    counts, extra = reduce_blocks(lambda v, w: weighted_counts(v, w, bins), x, weights, bins.size)
     edges = bins.edges()
     coords = {"lower": (BIN_DIM, edges[:-1]), "upper": (BIN_DIM, edges[1:])}
     if extra is None:

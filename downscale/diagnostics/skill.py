@@ -117,6 +117,25 @@ def crps_ensemble(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str =
     return skill - ensemble_pair_sum(ensemble, member_dim) / denominator
 
 
+def crps_fair_and_standard(ensemble: xr.DataArray, truth: xr.DataArray,
+                           member_dim: str = MEMBER_DIM) -> tuple[xr.DataArray, xr.DataArray]:
+    """Pointwise ``(fair, standard)`` CRPS of ``ensemble`` against ``truth`` sharing one skill term and one
+    sort of the members (module docstring). ``standard`` is the CRPS of this K-member ensemble (its empirical
+    distribution, as ``properscoring.crps_ensemble``); ``fair`` estimates the CRPS the ensemble would get with
+    infinitely many members. Units: kg m-2 s-1; both are |x − y| for K = 1.
+
+    Example: ``fair, standard = crps_fair_and_standard(ens, truth)``
+    """
+    require_dims(ensemble, [member_dim], "crps_fair_and_standard")
+    _check_pair(ensemble, truth, "crps_fair_and_standard")
+    k = ensemble.sizes[member_dim]
+    skill = abs(ensemble - truth).mean(member_dim)
+    if k == 1:
+        return skill, skill
+    pair = ensemble_pair_sum(ensemble, member_dim)
+    return skill - pair / (2.0 * k * (k - 1)), skill - pair / (2.0 * k * k)
+
+
 def fair_crps(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str = MEMBER_DIM) -> xr.DataArray:
     """The fair CRPS, :func:`crps_ensemble` with ``fair=True``.
 

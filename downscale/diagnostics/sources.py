@@ -1,9 +1,11 @@
-"""The sources a comparison scores, read from an inference output store (DESIGN.md "Output").
+"""The sources a comparison scores, read from an inference output store (docs/inference.md, "The output store").
 
-An output store holds the ensemble ``PRATEsfc (member, time, tile, grid_yt, grid_xt)``, deterministic
-baselines beside it (``PRATEsfc_bilinear``, ``PRATEsfc_deterministic``, ``PRATEsfc_qm`` … on
-``(time, tile, grid_yt, grid_xt)``), the truth ``PRATEsfc_truth`` and the coarse input
-``PRATEsfc_coarse (time, tile, grid_yt_coarse, grid_xt_coarse)``, with ``lat, lon, area`` on the fine grid.
+An output store holds the ensemble ``PRATEsfc (member, time, tile, grid_yt, grid_xt)``, possibly further
+ensembles on the same dims (``PRATEsfc_ensemble_raw``: before the mass correction, ``PRATEsfc_ensemble_qm``:
+quantile-mapped members; scored as ensembles, never as baselines), deterministic baselines beside it
+(``PRATEsfc_bilinear``, ``PRATEsfc_deterministic``, ``PRATEsfc_qm`` … on ``(time, tile, grid_yt, grid_xt)``),
+the truth ``PRATEsfc_truth`` and the coarse input ``PRATEsfc_coarse (time, tile, grid_yt_coarse, grid_xt_coarse)``,
+with ``lat, lon, area`` on the fine grid.
 :func:`gather_sources` returns each as a :class:`Source`; the coarse input is repeated onto the fine
 grid (nearest neighbour: each fine cell takes its coarse cell's value, which keeps block means exact).
 
@@ -11,7 +13,7 @@ Example::
 
     >>> sources, grid = gather_sources(xr.open_zarr("outputs.zarr"), factor=8)
     >>> [s.name for s in sources]
-    ['ensemble', 'bilinear', 'deterministic', 'qm', 'coarse', 'truth']
+    ['ensemble', 'ensemble_raw', 'bilinear', 'deterministic', 'qm', 'coarse', 'truth']
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ COARSE_SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt_coarse", "grid_xt_
 @dataclass(frozen=True)
 class Source:
     """One thing to score: ``data`` on the fine grid, with a member dim if ``ensemble``; ``kind`` is
-    ``ensemble``, ``baseline``, ``coarse`` or ``truth``."""
+    ``ensemble`` (the main one, named ``ensemble``, or an extra one such as ``ensemble_raw``), ``baseline``,
+    ``coarse`` or ``truth``."""
 
     name: str
     data: xr.DataArray
@@ -93,12 +96,15 @@ def _fine(v: xr.DataArray, dims: Dims) -> xr.DataArray:
 def gather_sources(ds: xr.Dataset, factor: int, variable: str = "PRATEsfc", truth: str = "PRATEsfc_truth",
                    coarse: str | None = "PRATEsfc_coarse", baselines: tuple[str, ...] | None = None,
                    dims: Dims = OUTPUT,
-                   coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS) -> tuple[list[Source], Grid]:
-    """The ensemble, each baseline, the upsampled coarse input and the truth of an output store.
+                   coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS,
+                   ensembles: tuple[str, ...] | None = None) -> tuple[list[Source], Grid]:
+    """The ensemble, the extra ensembles, each baseline, the upsampled coarse input and the truth of an
+    output store, in that order.
 
     ``baselines=None`` takes every ``{variable}_*`` variable on the deterministic fine dims other than
-    the truth and coarse input; a source's name drops the ``{variable}_`` prefix. Nothing is loaded
-    except the grid.
+    the truth and coarse input; ``ensembles=None`` every ``{variable}_*`` variable on the ensemble's dims
+    (kind ``ensemble``, e.g. ``ensemble_raw``). A source's name drops the ``{variable}_`` prefix. Nothing is
+    loaded except the grid.
 
     Example: ``gather_sources(xr.open_zarr("outputs.zarr"), factor=8)``
     """
@@ -110,6 +116,14 @@ def gather_sources(ds: xr.Dataset, factor: int, variable: str = "PRATEsfc", trut
         raise ValueError(f"output store: ensemble {variable!r} has dims {ens.dims}, expected "
                          f"{(dims.member, *fine_dims)}")
     sources = [Source("ensemble", ens.transpose(dims.member, *fine_dims), "ensemble")]
+    if ensembles is None:
+        ensembles = tuple(sorted(k for k, v in ds.data_vars.items() if k.startswith(f"{variable}_")
+                                 and set(v.dims) == {dims.member, *fine_dims}))
+    for name in ensembles:
+        e = _fine(_get(ds, name, "ensemble"), dims)
+        if set(e.dims) != {dims.member, *fine_dims}:
+            raise ValueError(f"output store: ensemble {name!r} has dims {e.dims}, expected {(dims.member, *fine_dims)}")
+        sources.append(Source(name.removeprefix(f"{variable}_"), e.transpose(dims.member, *fine_dims), "ensemble"))
     if baselines is None:
         baselines = tuple(sorted(
             k for k, v in ds.data_vars.items()

@@ -1,18 +1,28 @@
 """Spatial and temporal structure: spatial autocorrelation (SAE), power spectra per tile, temporal
 autocorrelation at 3–24 h lags and the diurnal cycle by local solar time. Lazy on dask throughout.
 
-* Spatial autocorrelation of a frame: Moran's I with rook neighbours inside each tile (pairs of cells
-  adjacent in x or y), z = f − f̄ over the frame, P unordered pairs, N cells:
+* Spatial autocorrelation of a frame: Moran's I over rook neighbours on the whole cube — pairs of
+  cells adjacent in x or y inside a tile, and the pairs across the 12 tile edges (one-cell halo from
+  :func:`data_catalog.halo.halo_pad`; the E and N edges of the six tiles are each cube edge once, so
+  every pair counts once). Every cell then has 4 neighbours: P = 2 N pairs for N = 6 n² cells. With
+  z = f − f̄ over the frame:
 
       I = (N / P) · Σ_pairs z_a z_b / Σ_cells z²
 
+  (``across_edges=False`` keeps only the pairs inside tiles, P = 6 · 2 n (n − 1): the former definition.)
   SAE = mean over frames (and members) of |I_forecast − I_truth| — dimensionless. The STVD paper names
   the metric but does not define it precisely; this is our definition, so SAE values are comparable
   between our sources, not with the paper's number. Frames with no variance (all dry) are skipped.
 * Power spectrum of one tile (n_y × n_x): remove the mean, multiply by a 2-D Hann window w, FFT, and
   sum |F|² / (n_y n_x Σw²) over rings of integer index wavenumber k = round(√(k_x² + k_y²)),
-  k = 0 … min(n_y, n_x)/2. Σ_k E(k) ≈ the tile's variance, so E(k) is in (kg m-2 s-1)² per unit
-  index wavenumber (k cycles per tile edge).
+  k = 0 … min(n_y, n_x)/2. Σ_k E(k) ≈ the tile's variance less what the window and the ring cut
+  (k > n/2, ~21 % of the modes) drop, so E(k) is in (kg m-2 s-1)² per unit index wavenumber (k cycles
+  per tile edge). The spectrum on the whole sphere, by total wavenumber, that keeps every mode is
+  :func:`~downscale.diagnostics.sphere_spectrum.sphere_power_spectrum` (re-exported here).
+* Band power: ``band_power_ratio(E_f, E_y, low, high) = ln(Σ_{low ≤ k ≤ high} E_f / Σ_{low ≤ k ≤ high} E_y)``,
+  0 when a band holds the truth's power, < 0 when it is too smooth. The fine-scale band (wavelengths of
+  ≤ 4 fine cells) is k ≥ n/4 per tile (:func:`fine_band_tile`) and l ≥ n on the sphere
+  (:func:`fine_band_sphere`: a tile edge is a quarter of a great circle, so l ≈ 4k).
 * Temporal autocorrelation at lag L of each cell's anomaly a = f − f̄ (time mean):
   r(L) = mean_t(a_t a_{t+L}) / mean_t(a_t²), then area-weighted over cells (cells with no variance skipped).
 * Diurnal cycle: mean rate in bins of local solar time LST = UTC hour + lon/15 (mod 24), area-weighted.
@@ -21,17 +31,25 @@ Example::
 
     >>> sae = spatial_autocorrelation_error(ens, truth)                    # 0-d, dimensionless
     >>> spec = power_spectrum(truth)                                          # (wavenumber,)
+    >>> band_power_ratio(power_spectrum(ens), spec, *fine_band_tile(64))      # ln ratio, 0-d
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 import xarray as xr
 
+from data_catalog.halo import halo_pad
 from downscale.diagnostics.dims import SPATIAL_DIMS, TIME_DIM, drop_coords_on, require_dims, time_step_seconds
+from downscale.diagnostics.sphere_spectrum import sphere_power_spectrum
 from downscale.diagnostics.weights import weighted_mean
+
+__all__ = ["DEFAULT_LAGS_HOURS", "band_power_ratio", "diurnal_cycle", "fine_band_sphere", "fine_band_tile",
+           "morans_i", "power_spectrum", "spatial_autocorrelation_error", "sphere_power_spectrum",
+           "temporal_autocorrelation"]
 
 DEFAULT_LAGS_HOURS = (3, 6, 9, 12, 15, 18, 21, 24)
 
@@ -43,37 +61,58 @@ def _bare(x: xr.DataArray, dims: Sequence[Hashable]) -> xr.DataArray:
 
 # --- spatial autocorrelation -----------------------------------------------------------------------
 
-def morans_i(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIAL_DIMS) -> xr.DataArray:
-    """Moran's I (rook neighbours inside tiles) of every frame of ``x``: reduces ``spatial_dims``
-    ``(tile, y, x)`` and keeps the other dims; NaN for a frame without variance.
+def _morans_i(field: np.ndarray, across_edges: bool) -> np.ndarray:
+    """(…, tiles, n_y, n_x) → (…,): Moran's I of each frame (module docstring); NaN without variance."""
+    f = np.asarray(field, dtype=np.float64)
+    n_tiles, ny, nx = f.shape[-3:]
+    axes = (-3, -2, -1)
+    n_cells = float(n_tiles * ny * nx)
+    mean = f.mean(axis=axes, keepdims=True)
+    z = f - mean
+    if across_edges:
+        p = halo_pad(z, 1)                           # pairs (i, i + 1) for i = 0 … n − 1: the last crosses E/N
+        inner = p[..., 1:-1, 1:-1]
+        cross = (inner * p[..., 1:-1, 2:]).sum(axis=axes) + (inner * p[..., 2:, 1:-1]).sum(axis=axes)
+        n_pairs = 2.0 * n_cells
+    else:
+        cross = (z[..., :, :-1] * z[..., :, 1:]).sum(axis=axes) + (z[..., :-1, :] * z[..., 1:, :]).sum(axis=axes)
+        n_pairs = float(n_tiles * (ny * (nx - 1) + (ny - 1) * nx))
+    var = (z**2).sum(axis=axes)
+    scale = np.abs(mean[..., 0, 0, 0]) + np.sqrt(np.abs((f**2).mean(axis=axes)))
+    ok = var > 1e-12 * n_cells * scale**2          # relative test: a constant frame is not "autocorrelated"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (n_cells / n_pairs) * cross / np.where(ok, var, 1.0), np.nan)
+
+
+def morans_i(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIAL_DIMS,
+             across_edges: bool = True) -> xr.DataArray:
+    """Moran's I (rook neighbours on the cube, across tile edges unless ``across_edges=False``) of every
+    frame of ``x``: reduces ``spatial_dims`` ``(tile, y, x)`` and keeps the other dims; NaN for a frame
+    without variance. Dimensionless. Lazy on dask, the spatial dims gathered into one chunk.
 
     Example: ``morans_i(truth)  # (time,)``
     """
     require_dims(x, list(spatial_dims), "morans_i")
-    _, ydim, xdim = spatial_dims
+    if across_edges and (x.sizes[spatial_dims[0]] != 6 or x.sizes[spatial_dims[1]] != x.sizes[spatial_dims[2]]):
+        raise ValueError(f"morans_i: pairs across tile edges need 6 square tiles on {spatial_dims}, got sizes "
+                         f"{[x.sizes[d] for d in spatial_dims]} (across_edges=False counts pairs inside tiles)")
     f = _bare(x, spatial_dims)
-    pairs = [(f.isel({xdim: slice(None, -1)}), f.isel({xdim: slice(1, None)})),
-             (f.isel({ydim: slice(None, -1)}), f.isel({ydim: slice(1, None)}))]
-    n_tiles, ny, nx = (x.sizes[d] for d in spatial_dims)
-    n_cells = float(n_tiles * ny * nx)
-    n_pairs = float(n_tiles * (ny * (nx - 1) + (ny - 1) * nx))
-    mean = f.mean(spatial_dims)
-    s_ab = sum((a * b).sum(spatial_dims) for a, b in pairs)
-    s_sum = sum((a + b).sum(spatial_dims) for a, b in pairs)
-    cross = s_ab - mean * s_sum + n_pairs * mean**2
-    var = (f**2).sum(spatial_dims) - n_cells * mean**2
-    scale = np.abs(mean) + np.sqrt(np.abs((f**2).mean(spatial_dims)))
-    ok = var > 1e-12 * n_cells * scale**2      # relative test: a constant frame is not "autocorrelated"
-    return ((n_cells / n_pairs) * cross / var.where(ok)).rename("morans_i")
+    if f.chunks is not None:
+        f = f.chunk({d: -1 for d in spatial_dims})
+    out = xr.apply_ufunc(_morans_i, f, kwargs={"across_edges": across_edges}, input_core_dims=[list(spatial_dims)],
+                         dask="parallelized", output_dtypes=[np.float64], keep_attrs=False)
+    return out.rename("morans_i").assign_attrs(units="1")
 
 
 def spatial_autocorrelation_error(forecast: xr.DataArray, truth: xr.DataArray,
-                                  spatial_dims: tuple[str, str, str] = SPATIAL_DIMS) -> xr.DataArray:
-    """SAE: mean over frames (and any member dim) of |I(forecast) − I(truth)|, dimensionless, 0-d.
+                                  spatial_dims: tuple[str, str, str] = SPATIAL_DIMS,
+                                  across_edges: bool = True) -> xr.DataArray:
+    """SAE: mean over frames (and any member dim) of |I(forecast) − I(truth)|, dimensionless, 0-d; Moran's
+    I counts the pairs across tile edges unless ``across_edges=False``.
 
     Example: ``spatial_autocorrelation_error(ens, truth)``
     """
-    diff = abs(morans_i(forecast, spatial_dims) - morans_i(truth, spatial_dims))
+    diff = abs(morans_i(forecast, spatial_dims, across_edges) - morans_i(truth, spatial_dims, across_edges))
     return diff.mean(skipna=True).rename("sae").assign_attrs(units="1", definition="mean |Moran's I difference|")
 
 
@@ -117,6 +156,40 @@ def power_spectrum(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIAL
     out = spec.mean(mean_dims).assign_coords(wavenumber=np.arange(n_k))
     units = x.attrs.get("units")
     return out.rename("power_spectrum").assign_attrs(units=f"({units})2" if units else "")
+
+
+def fine_band_tile(n: int) -> tuple[int, int]:
+    """Index wavenumbers k of the per-tile spectrum of C-``n`` with wavelengths ≤ 4 fine cells:
+    ⌈n/4⌉ … n/2 (inclusive)."""
+    return math.ceil(n / 4), n // 2
+
+
+def fine_band_sphere(n: int, l_max: int | None = None) -> tuple[int, int | None]:
+    """Total wavenumbers l of the sphere spectrum of C-``n`` with wavelengths ≤ 4 fine cells: n … l_max
+    (l ≈ 4k, a tile edge being a quarter of a great circle; ``None`` = to the spectrum's end)."""
+    return n, l_max
+
+
+def band_power_ratio(spec_forecast: xr.DataArray, spec_truth: xr.DataArray, low: float,
+                     high: float | None = None, dim: str | None = None) -> xr.DataArray:
+    """ln( Σ_{low ≤ k ≤ high} E_forecast(k) / Σ_{low ≤ k ≤ high} E_truth(k) ), summed over the wavenumber
+    coordinate ``dim`` (default: whichever of ``wavenumber`` / ``total_wavenumber`` the spectrum has);
+    ``high=None`` runs to the end. Other dims broadcast (e.g. ``source``). Dimensionless: 0 = the truth's
+    band power, ln 2 = twice it, −∞ when the forecast has none.
+
+    Example: ``band_power_ratio(curves.power_spectrum, curves.power_spectrum.sel(source="truth"), 16)``
+    """
+    if dim is None:
+        found = [d for d in ("wavenumber", "total_wavenumber") if d in spec_forecast.dims]
+        if len(found) != 1:
+            raise ValueError(f"band_power_ratio: pass dim= (spectrum dims {spec_forecast.dims})")
+        dim = found[0]
+    band = {dim: slice(low, high)}
+    if spec_forecast.sel(band).sizes[dim] == 0:
+        raise ValueError(f"band_power_ratio: no {dim} in [{low}, {high}]")
+    with np.errstate(divide="ignore"):
+        out = np.log(spec_forecast.sel(band).sum(dim) / spec_truth.sel(band).sum(dim))
+    return out.rename("band_power_log_ratio").assign_attrs(units="1", band=f"{dim} {low}..{high}")
 
 
 # --- temporal autocorrelation ----------------------------------------------------------------------

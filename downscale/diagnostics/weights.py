@@ -1,6 +1,6 @@
 """Area weights and regions on the cube sphere.
 
-Every metric is area-weighted with the cube's cell ``area (tile, y, x)`` in m² (SCHEMA.md §3: C48 cells
+Every metric is area-weighted with the cube's cell ``area (tile, y, x)`` in m² (docs/cube-sphere.md: C48 cells
 range 23.5k–53.3k km², a ratio of 2.3, so an unweighted mean over-counts the cube corners). A region is
 the area weight with every cell outside it set to zero, so one code path serves the globe and any box:
 

@@ -11,14 +11,17 @@ Complete example (every field; only ``bundle``, ``catalog``, ``member`` and ``ou
     end: null                         # last time (inclusive); null = the run's last
     members: 8                        # ensemble size N
     seed: 0                           # base seed: member k, frame t draw from seed_of(seed, k, t)
-    sampler: {kind: dpmpp_2m, num_steps: 4}   # or {kind: heun, num_steps: 18, S_churn: 0, ...}
+    sampler: {kind: dpmpp_2m, num_steps: 8, sigma_min: 0.005, sigma_max: 10.0, rho: 1000.0}   # or kind: heun, …
     members_per_batch: 2              # members sampled at once (memory knob; 1 = least memory)
     time_block: 40                    # frames per work item (and per shard); memory does not grow with the period
     member_block: null                # members per work item; null = all members in one item per time block
     window_stride: null               # frames between overlapping T-frame windows; null = T // 2 (T = the bundle's)
     context_frames: null              # frames sampled beyond each side of a time block; null = T
-    baselines: [bilinear, deterministic, qm]
+    baselines: [bilinear, deterministic, deterministic_raw, qm]   # deterministic: μ mass-corrected as the
+                                      # members are; deterministic_raw: μ as the network gives it
     mass_correction: true             # rescale each member so its coarse-grained field equals the input
+    mass_correction_max_ratio: 2.0    # bound of the multiplicative correction (the rest is added uniformly)
+    ensemble_variants: [raw]          # also write the members before the mass correction (PRATEsfc_ensemble_raw)
     include_truth: true               # write the fine truth beside the ensemble when the run has it
     device: auto                      # auto | cpu | cuda | cuda:1 …
     workers: 1                        # work items run at once (Dask threads on this machine)
@@ -39,13 +42,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_catalog.errors import read_yaml_mapping, validated
-from downscale.inference.samplers import SamplerConfig
+from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig
 
-Baseline = Literal["bilinear", "deterministic", "qm"]
+Baseline = Literal["bilinear", "deterministic", "deterministic_raw", "qm"]
+EnsembleVariant = Literal["raw"]
 
-#: The default sampler, chosen from the NFE curve on the demo validation split (docs/inference.md, "NFE
-#: curve"): the smallest NFE within 5 % of the 70-NFE CRPS and 99.99th percentile is DPM-Solver++(2M) at 4.
-DEFAULT_SAMPLER = SamplerConfig(kind="dpmpp_2m", num_steps=4)
+#: The default sampler is the production one, shared with training validation (downscale.models.samplers).
+DEFAULT_SAMPLER = PRODUCTION_SAMPLER
 
 
 class GenerateConfig(BaseModel):
@@ -67,9 +70,15 @@ class GenerateConfig(BaseModel):
     member_block: int | None = Field(None, ge=1, description="members per work item; null = all")
     window_stride: int | None = Field(None, ge=1, description="frames between overlapping windows; null = T // 2")
     context_frames: int | None = Field(None, ge=0, description="frames sampled beyond each side of a block; null = T")
-    baselines: tuple[Baseline, ...] = ("bilinear", "deterministic", "qm")
-    mass_correction: bool = Field(True, description="rescale members to the coarse input's mass per coarse cell "
-                                                    "(measured: CRPS −9 %, q99.99 error 3.5× → 1.6×)")
+    baselines: tuple[Baseline, ...] = ("bilinear", "deterministic", "deterministic_raw", "qm")
+    mass_correction: bool = Field(True, description="rescale members (and the deterministic baseline) to the coarse "
+                                                    "input's mass per coarse cell")
+    mass_correction_max_ratio: float = Field(
+        2.0, ge=1.0, description="bound R of the multiplicative mass correction: a block is scaled by at most R and "
+                                 "the rest of its missing mass is added uniformly, so no spike is created")
+    ensemble_variants: tuple[EnsembleVariant, ...] = Field(
+        ("raw",), description="member-dim variables written beside the ensemble: 'raw' = the members before the "
+                              "mass correction (PRATEsfc_ensemble_raw), so the report scores both")
     include_truth: bool = True
     device: str = "auto"
     workers: int = Field(1, ge=1, description="work items at once (Dask threads)")
@@ -82,6 +91,10 @@ class GenerateConfig(BaseModel):
     def _consistent(self) -> GenerateConfig:
         if len(set(self.baselines)) != len(self.baselines):
             raise ValueError(f"baselines repeat: {list(self.baselines)}")
+        if "raw" in self.ensemble_variants and not self.mass_correction:
+            raise ValueError("ensemble_variants 'raw' needs mass_correction: true (without it the ensemble is raw)")
+        if len(set(self.ensemble_variants)) != len(self.ensemble_variants):
+            raise ValueError(f"ensemble_variants repeat: {list(self.ensemble_variants)}")
         if self.member_block is not None and self.member_block > self.members:
             raise ValueError(f"member_block ({self.member_block}) exceeds members ({self.members})")
         return self

@@ -11,7 +11,9 @@ Steps:
    (:func:`downscale.inference.store.plan_items`). An item samples its frames plus ``context_frames``
    on each side (so the model sees the weather coming and going), with overlapping T-frame windows
    fused at every denoising step, and writes only its own frames. Members are then rescaled to the coarse
-   input's mass per coarse cell (``mass_correction``, on by default). Memory depends on ``time_block``,
+   input's mass per coarse cell (``mass_correction``, on by default; bounded at ``mass_correction_max_ratio``,
+   :func:`data_catalog.upsample.correct_block_means`), and the members before that correction are written
+   beside them (``ensemble_variants: [raw]``), so the report scores both. Memory depends on ``time_block``,
    never on the period's length.
 3. **Run** the items still missing from the store (a restarted run skips finished ones), serially or on
    Dask (local threads, or a scheduler address), each a region write into the Zarr v3 store.
@@ -21,7 +23,9 @@ With ``append`` a complete store of the same configuration grows instead by the 
 since (:mod:`downscale.inference.growth`): only those are planned, sampled and written.
 
 Deterministic baselines (``bilinear``: cube-aware bilinear interpolation, mass-corrected; ``deterministic``:
-the model's own mean μ; ``qm``: quantile mapping of the bilinear field onto the training climatology),
+the model's own mean μ with the members' mass correction — μ is fitted in log space, so back-transformed it
+is the conditional median, too dry, and a user would correct it; ``deterministic_raw``: μ as it comes;
+``qm``: quantile mapping of the bilinear field onto the training climatology),
 the coarse input and the truth (when the run has it) are written by the first member block of each
 time block.
 """
@@ -134,7 +138,7 @@ def output_spec(run: RunInput, config: GenerateConfig, runtime_attrs: dict) -> s
         members=tuple(f"{k + 1:04d}" for k in range(config.members)), times=run.times, grid=run.fine_grid,
         coarse_area=run.coarse_area, factor=run.meta.factor, baselines=tuple(config.baselines),
         has_truth=has_truth, time_block=config.time_block, member_block=config.members_per_item,
-        attrs=runtime_attrs)
+        attrs=runtime_attrs, ensemble_variants=tuple(config.ensemble_variants))
 
 
 def provenance(run: RunInput, config: GenerateConfig) -> dict:
@@ -152,6 +156,8 @@ def provenance(run: RunInput, config: GenerateConfig) -> dict:
         "window_frames": frames, "window_stride": stride,
         "context_frames": _context(config, frames), "time_block": config.time_block,
         "mass_correction": str(config.mass_correction).lower(),
+        "mass_correction_max_ratio": config.mass_correction_max_ratio,
+        "ensemble_variants": list(config.ensemble_variants),
         "baselines": list(config.baselines),
     }
 
@@ -248,8 +254,9 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
                       for k in range(m.start, m.stop)], dtype=np.int64)
     ensemble = rt.members(cond, mu, seeds)[:, keep]
     coarse_p = torch.from_numpy(raw[keep, run.meta.predictors.index(store.COARSE)]).to(rt.device)
+    variants = {"raw": ensemble.cpu().numpy().astype(np.float32)} if "raw" in config.ensemble_variants else {}
     if config.mass_correction:
-        ensemble = correct_block_means(ensemble.double(), coarse_p, run.meta.factor, area).clamp_min(0).float()
+        ensemble = _mass_corrected(config, ensemble, coarse_p, run.meta.factor, area)
     deterministic = truth = coarse = None
     if item.member_block == 0:
         deterministic = _baselines(config, rt, table, mu[0, keep, 0], coarse_p, area)
@@ -258,10 +265,17 @@ def run_item(config: GenerateConfig, spec: store.OutputSpec, item: store.WorkIte
             fine = run.data.fine[run.catalog.precipitation].isel({TIME: slice(run.first + t.start, run.first + t.stop)})
             truth = np.asarray(check_values(fine.load(), run.store_names, precipitation=True)[0].values, np.float32)
     store.write_item(config.output, spec, item, ensemble.cpu().numpy().astype(np.float32), seeds[:, keep],
-                     deterministic, truth, coarse)
+                     deterministic, truth, coarse, variants)
     del raw, cond, mu, ensemble
     _release_memory()
     return item.key
+
+
+def _mass_corrected(config: GenerateConfig, fields: torch.Tensor, coarse_p: torch.Tensor, factor: int,
+                    area: torch.Tensor) -> torch.Tensor:
+    """The bounded multiplicative mass correction of ``fields (..., 6, nf, nf)`` (kg m-2 s-1) to ``coarse_p``."""
+    return correct_block_means(fields.double(), coarse_p, factor, area, max_ratio=config.mass_correction_max_ratio
+                               ).clamp_min(0).float()
 
 
 def _release_memory() -> None:
@@ -282,7 +296,11 @@ def _baselines(config: GenerateConfig, rt: Runtime, table: QuantileTable | None,
     for name in config.baselines:
         if name == "bilinear":
             out[name] = interpolated
-        elif name == "deterministic":
+        elif name == "deterministic":     # μ mass-corrected as the members are: the strongest deterministic
+            physical = rt.physical(mu)
+            out[name] = _mass_corrected(config, physical, coarse_p, rt.meta.factor, area) \
+                if config.mass_correction else physical
+        elif name == "deterministic_raw":
             out[name] = rt.physical(mu)
         elif name == "qm":
             out[name] = quantile_map(interpolated, table)

@@ -28,7 +28,7 @@ from data_catalog.cubesphere import lat_lon_to_unit_vectors
 from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import GEOMETRY_FEATURES
 from downscale.bundle import BundleMetadata
-from downscale.inference.samplers import SamplerConfig, sample
+from downscale.models.samplers import SamplerConfig, sample
 from downscale.inference.windows import fuse_windows, fused_denoiser
 from downscale.models.conditioning import build_conditioning
 from downscale.models.downscaler import VideoDownscaler

@@ -1,9 +1,11 @@
 """The inference output store: CF-compliant Zarr v3 with shards, written by concurrent work items, resumable.
 
-Contents (DESIGN.md "Output"; read by :mod:`downscale.diagnostics.sources`), N fine cells and
+Contents (docs/inference.md, "The output store"; read by :mod:`downscale.diagnostics.sources`), N fine cells and
 Nc = N / factor coarse cells per tile side::
 
     PRATEsfc             (member, time, tile, grid_yt, grid_xt)                float32  diffusion ensemble
+    PRATEsfc_ensemble_<v> (member, time, tile, grid_yt, grid_xt)               float32  ensemble variants, e.g.
+                                                       raw (before the mass correction), qm (quantile-mapped members)
     PRATEsfc_<baseline>  (time, tile, grid_yt, grid_xt)                        float32  e.g. bilinear, qm
     PRATEsfc_truth       (time, tile, grid_yt, grid_xt)                        float32  when the truth is known
     PRATEsfc_coarse      (time, tile, grid_yt_coarse, grid_xt_coarse)          float32  the coarse input
@@ -127,7 +129,8 @@ class OutputSpec:
     :func:`data_catalog.cubesphere.cube_sphere_grid` (``lat``, ``lon`` in degrees and ``area`` in m2 on
     ``(tile, y, x)``, corners ``latb``, ``lonb`` on ``(tile, yb, xb)``); ``coarse_area``: m2 on
     ``(tile, yc, xc)`` or ``(tile, y, x)``; ``factor``: fine cells per coarse cell side; ``baselines``:
-    names ``b`` of the ``PRATEsfc_b`` variables; ``time_block``/``member_block``: frames/members per
+    names ``b`` of the ``PRATEsfc_b`` variables; ``ensemble_variants``: names ``v`` of the member-dim
+    ``PRATEsfc_ensemble_v`` variables written beside the ensemble; ``time_block``/``member_block``: frames/members per
     work item (``time_block`` is the shard length in time); ``time_chunk``: frames per inner chunk,
     dividing ``time_block`` (default the largest such ≤ 8); ``space_chunk``: cells per inner chunk
     side, dividing N (default the largest such ≤ 96); ``attrs``: provenance (bundle id, sampler
@@ -146,9 +149,14 @@ class OutputSpec:
     time_chunk: int | None = None
     space_chunk: int | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    ensemble_variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         members, baselines = tuple(self.members), tuple(self.baselines)
+        variants = tuple(self.ensemble_variants)
+        if not all(isinstance(v, str) and v.isidentifier() for v in variants) or len(set(variants)) != len(variants):
+            raise ValueError(f"ensemble_variants must be distinct identifiers, got {variants!r}")
+        object.__setattr__(self, "ensemble_variants", variants)
         if not members or len(set(members)) != len(members) or not all(isinstance(m, str) and m for m in members):
             raise ValueError(f"members must be distinct non-empty strings, got {members!r}")
         bad = [b for b in baselines if not (isinstance(b, str) and b.isidentifier()) or b in ("truth", "coarse")]
@@ -225,7 +233,8 @@ class OutputSpec:
         h.update(json.dumps({
             "members": self.members, "first_time": self.times[0].isoformat(), "step_seconds": step,
             "calendar": self.times[0].calendar, "factor": self.factor, "baselines": self.baselines,
-            "has_truth": self.has_truth, "time_block": self.time_block, "member_block": self.member_block,
+            "has_truth": self.has_truth, "ensemble_variants": self.ensemble_variants,
+            "time_block": self.time_block, "member_block": self.member_block,
             "time_chunk": self.time_chunk_length, "space_chunk": self.space_chunk_length, "attrs": self.attrs,
         }, sort_keys=True).encode())
         for array in (*(self.grid[v] for v in ("lat", "lon", "area", "latb", "lonb")), self.coarse_area):
@@ -357,6 +366,10 @@ def _layout(spec: OutputSpec) -> dict[str, tuple[tuple[str, ...], tuple[int, ...
     layout = {PRECIPITATION: (("member", *fine), (1, *fine_shard), (1, *fine_chunk),
                               _precip_attrs("downscaled surface precipitation rate, diffusion ensemble member",
                                             "area"))}
+    for name in spec.ensemble_variants:
+        layout[f"{PRECIPITATION}_ensemble_{name}"] = (("member", *fine), (1, *fine_shard), (1, *fine_chunk),
+                                                      _precip_attrs(f"downscaled surface precipitation rate, "
+                                                                    f"diffusion ensemble member, {name}", "area"))
     for name in spec.baselines:
         layout[f"{PRECIPITATION}_{name}"] = (fine, fine_shard, fine_chunk, _precip_attrs(
             f"downscaled surface precipitation rate, {name} baseline", "area"))
@@ -561,7 +574,8 @@ def _shared_fields(root: Path, spec: OutputSpec, item: WorkItem, deterministic: 
 
 def _item_writes(root: Path, spec: OutputSpec, item: WorkItem, ensemble: np.ndarray, seeds: np.ndarray,
                  deterministic: dict[str, np.ndarray] | None, truth: np.ndarray | None,
-                 coarse: np.ndarray | None) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
+                 coarse: np.ndarray | None, variants: dict[str, np.ndarray] | None = None,
+                 ) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
     """``(variable, selection, data)`` of every array the item writes, validated against ``spec``."""
     if item not in planned_items(root):
         raise ValueError(f"output store {root}: {item} is not a work item of its plan")
@@ -569,6 +583,13 @@ def _item_writes(root: Path, spec: OutputSpec, item: WorkItem, ensemble: np.ndar
     nt, nm, n, nc = ts.stop - ts.start, ms.stop - ms.start, spec.n, spec.n_coarse
     writes = [(PRECIPITATION, (ms, ts), _as_array(root, "ensemble", ensemble, (nm, nt, N_TILES, n, n), "f")),
               (SEED, (ms, ts), _as_array(root, "seeds", seeds, (nm, nt), "iu"))]
+    variants = variants or {}
+    if set(variants) != set(spec.ensemble_variants):
+        raise ValueError(f"output store {root}: {item.key} must give the ensemble variants "
+                         f"{sorted(spec.ensemble_variants)} (got {sorted(variants)})")
+    for name in spec.ensemble_variants:
+        writes.append((f"{PRECIPITATION}_ensemble_{name}", (ms, ts),
+                       _as_array(root, f"ensemble {name}", variants[name], (nm, nt, N_TILES, n, n), "f")))
     for name, value in _shared_fields(root, spec, item, deterministic, truth, coarse).items():
         shape = (nt, N_TILES, nc, nc) if name == COARSE else (nt, N_TILES, n, n)
         writes.append((name, (ts,), _as_array(root, name, value, shape, "f")))
@@ -577,19 +598,21 @@ def _item_writes(root: Path, spec: OutputSpec, item: WorkItem, ensemble: np.ndar
 
 def write_item(path: str | os.PathLike[str], spec: OutputSpec, item: WorkItem, ensemble: np.ndarray,
                seeds: np.ndarray, deterministic: dict[str, np.ndarray] | None = None,
-               truth: np.ndarray | None = None, coarse: np.ndarray | None = None) -> None:
+               truth: np.ndarray | None = None, coarse: np.ndarray | None = None,
+               variants: dict[str, np.ndarray] | None = None) -> None:
     """Write one work item, then its marker; safe to call concurrently for different items.
 
     ``ensemble``: (m, t, 6, N, N) kg m-2 s-1 for the item's m members and t frames; ``seeds``: (m, t)
     integers, the sampler seed of each member and frame; items of member block 0 also give
     ``deterministic`` (every baseline name → (t, 6, N, N)), ``truth`` (t, 6, N, N) if the spec has
-    truth, and ``coarse`` (t, 6, Nc, Nc), all kg m-2 s-1; other items give none of them. Rewriting an
+    truth, and ``coarse`` (t, 6, Nc, Nc), all kg m-2 s-1; other items give none of them. Every item gives
+    ``variants`` (each ensemble variant name → (m, t, 6, N, N)) when the spec has any. Rewriting an
     item (after a crash) overwrites exactly its own shards.
     """
     root = Path(path)
     if _require_spec(root, spec) == COMPLETE:
         raise OutputStoreError(f"output store {root}: is complete; refusing to write {item.key} into it")
-    writes = _item_writes(root, spec, item, ensemble, seeds, deterministic, truth, coarse)
+    writes = _item_writes(root, spec, item, ensemble, seeds, deterministic, truth, coarse, variants)
     group = zarr.open_group(root, mode="r+", use_consolidated=False)
     for name, selection, data in writes:
         group[name][selection] = data

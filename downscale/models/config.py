@@ -10,11 +10,14 @@ channels, so the network downsamples ``len(channel_mult) - 1`` times and needs H
 Presets (:func:`network_preset`):
 
 ``tiny``   tests: 8 channels, three levels, T = 3; 6×16×16 tiles run a step in well under a second.
-``demo``   CPU demo, C12 → C96 on whole faces (6×96×96), T = 5: a 4×4 space-to-depth stem runs the UNet on
-           24×24 tiles (levels 24, 12, 6; temporal attention at 12 and 6, spatial attention at 6) so a
-           training step of both networks (batch 2) costs about 1.2–1.3 CPU-seconds; fine detail comes from
-           the 16 sub-cell output channels.
-``paper``  the STVD setup (SCHEMA.md §5): 64 base channels, multipliers (1, 1, 2, 2, 3, 4), T = 5;
+``demo``   CPU demo and skill presets, whole faces (C96: 6×96×96; C64: 6×64×64), T = 5: a 2×2 space-to-depth
+           stem (12 input channels × 4 sub-cells = 48 → 16 channels) and four levels (C96: 48, 24, 12, 6;
+           temporal attention at the two lowest, spatial attention at the lowest). A 4×4 stem (192 → 16
+           channels) was measured to learn nothing below 4 cells: its denoiser error at k ≥ n/4 equalled that of
+           doing nothing at every σ, and EDM sampling turns an unlearned scale into white noise of variance
+           σ_data² (bench/denoiser_scales.py is the check). A training step (batch 2, both networks) costs
+           about 1.2 s at C96 and 0.6 s at C64 on 2 CPU cores.
+``paper``  the STVD setup (the STVD paper): 64 base channels, multipliers (1, 1, 2, 2, 3, 4), T = 5;
            C384 tiles shrink to 12×12 at the lowest level.
 
 Example::
@@ -135,8 +138,8 @@ PRESETS: dict[str, NetworkConfig] = {
         temporal_mixing="attention", temporal_levels=(1, 2), channels_per_head=8, emb_mult=2, frames=3,
     ),
     "demo": NetworkConfig(
-        base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), space_to_depth=4,
-        temporal_mixing="attention", temporal_levels=(1, 2), channels_per_head=16, emb_mult=4, frames=5,
+        base_channels=16, channel_mult=(1, 2, 2, 2), num_res_blocks=1, attention_levels=(3,), space_to_depth=2,
+        temporal_mixing="attention", temporal_levels=(2, 3), channels_per_head=16, emb_mult=4, frames=5,
     ),
     "paper": NetworkConfig(
         base_channels=64, channel_mult=(1, 1, 2, 2, 3, 4), num_res_blocks=2, attention_levels=(5,),

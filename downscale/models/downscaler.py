@@ -8,7 +8,8 @@ normalized, unitless. Target ``y (B, T, C_out, …)`` in the same layout (normal
   area-weighted MSE ``mean(w·(μ − y)²)``;
 * ``r = y − μ`` — the residual, modelled by ``D = EDMPrecond(VideoUNet)`` over the whole T-frame clip,
   conditioned on ``[cond, μ]``, trained by the EDM loss (:func:`~downscale.models.edm.edm_loss`);
-* a sample is ``μ + r̂`` with ``r̂`` from the EDM Heun sampler.
+* a sample is ``μ + r̂`` with ``r̂`` from a sampler of :mod:`downscale.models.samplers` (the production one
+  by default: what validation samples is what generation ships).
 
 ``detach_mean=False`` (STVD, Srivastava et al. 2024: joint training) lets the diffusion loss push
 gradients into the mean network through the residual and the conditioning; ``detach_mean=True``
@@ -24,7 +25,8 @@ import torch
 from torch import nn
 
 from downscale.models.config import Geometry, NetworkConfig
-from downscale.models.edm import EDMPrecond, edm_heun_sampler, edm_loss
+from downscale.models.edm import EDMPrecond, edm_loss
+from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig, sample
 from downscale.models.video_unet import VideoUNet
 
 
@@ -100,14 +102,15 @@ class VideoDownscaler(nn.Module):
                 "mean_loss": mean_loss, "diffusion_loss": diffusion_loss}
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, num_steps: int = 18, generator: torch.Generator | None = None, *,
-               mean: torch.Tensor | None = None, **sampler_kwargs: Any) -> torch.Tensor:
-        """One ensemble member per clip: ``μ + r̂ (B, T, C_out, …)``, ``r̂`` from :func:`edm_heun_sampler`
-        (``sampler_kwargs``: sigma_min, sigma_max, rho, S_churn, S_tmin, S_tmax, S_noise). Pass ``mean``
-        to reuse a μ already computed. Call ``.eval()`` first (dropout)."""
+    def sample(self, cond: torch.Tensor, latents: torch.Tensor, sampler: SamplerConfig = PRODUCTION_SAMPLER, *,
+               mean: torch.Tensor | None = None, churn_noise: Any = None) -> torch.Tensor:
+        """One ensemble member per clip: ``μ + r̂ (B, T, C_out, …)``, ``r̂`` from ``sampler`` started at unit-variance
+        ``latents`` (shaped like μ; ``churn_noise`` for a stochastic Heun sampler). Pass ``mean`` to reuse a μ
+        already computed. Call ``.eval()`` first (dropout)."""
         mu = self.forward_mean(cond) if mean is None else mean
+        if latents.shape != mu.shape:
+            raise ValueError(f"latents {tuple(latents.shape)} must be shaped like the mean {tuple(mu.shape)}")
         cond_d = torch.cat([cond, mu], dim=2)
-        residual = edm_heun_sampler(lambda x, sigma: self.denoiser(x, sigma, cond_d), tuple(mu.shape),
-                                    num_steps=num_steps, generator=generator, device=mu.device, dtype=mu.dtype,
-                                    **sampler_kwargs)
+        residual = sample(lambda x, sigma: self.denoiser(x, sigma, cond_d), latents, sampler,
+                          churn_noise=churn_noise, dtype=mu.dtype)
         return mu + residual

@@ -18,7 +18,17 @@ of :func:`~downscale.models.edm.edm_sigma_steps` (σ_0 = σ_max, …, σ_{N−1}
   with ``D_i = D(x_i; σ_i)``; this is k-diffusion's ``sample_dpmpp_2m``.
 
 A :class:`SamplerConfig` fixes all of it and writes itself into Zarr attributes (:meth:`SamplerConfig.attrs`);
-:func:`sample` runs one. Randomness is never drawn here: ``latents`` and the churn noise come from the caller
+:func:`sample` runs one. :data:`PRODUCTION_SAMPLER` is the one sampler that generation *and* training validation
+use, so that validation scores what ships.
+
+The production schedule (DPM-Solver++(2M), 8 steps, σ from 10 to 0.005, ρ = 1000) was chosen on a Gaussian
+oracle (``bench/sampler_oracle.py``): data with independent modes of std s ∈ [0.03, 2] (the residual has
+σ_data ≈ 0.5), exact denoiser ``D(x; σ) = s²/(s² + σ²)·x``. The EDM defaults (σ_max = 80, ρ = 7) put most of
+a short schedule's steps at large σ: with 4 steps the levels are 80, 9.7, 0.47, 0.002 and modes of std ≤ 0.2
+come out with 0.18–0.40 of their std; with 6–12 steps mid-size modes overshoot by up to 18 %. σ_max = 10 is
+still 20 σ_data, and ρ → ∞ spaces the levels uniformly in ln σ (ρ = 1000 is within 0.1 % of that limit),
+so every octave of σ — every mode size — gets its share of steps. At 8 NFE every mode's output std is within
+3.6 % of the truth (tests/downscale/models/test_samplers.py holds it to 5 %). Randomness is never drawn here: ``latents`` and the churn noise come from the caller
 (e.g. keyed to global frame indices, so members are bit-reproducible and overlapping work items agree).
 
 Example::
@@ -27,7 +37,7 @@ Example::
     >>> cfg.num_steps, cfg.nfe, cfg.stochastic
     (18, 35, False)
     >>> SamplerConfig(kind="dpmpp_2m", num_steps=8).attrs()["sampler_sigma_max"]
-    80.0
+    10.0
 """
 
 from __future__ import annotations
@@ -53,9 +63,10 @@ class SamplerConfig(BaseModel):
 
     kind: SamplerKind
     num_steps: int = Field(ge=1, description="N: steps of the σ schedule (N + 1 levels, the last σ_N = 0)")
-    sigma_min: float = Field(0.002, description="σ_{N−1}, the last nonzero noise level")
-    sigma_max: float = Field(80.0, description="σ_0, the initial noise level")
-    rho: float = Field(7.0, gt=0, description="ρ of the Karras schedule (EDM Eq. 5)")
+    sigma_min: float = Field(0.005, description="σ_{N−1}, the last nonzero noise level (EDM: 0.002)")
+    sigma_max: float = Field(10.0, description="σ_0, the initial noise level (EDM: 80)")
+    rho: float = Field(1000.0, gt=0, description="ρ of the Karras schedule (EDM Eq. 5; EDM: 7); ρ → ∞ is uniform "
+                                                 "in ln σ")
     S_churn: float = Field(0.0, ge=0, description="heun only: total churn; 0 = deterministic ODE sampler")
     S_tmin: float = Field(0.0, description="heun only: churn only at σ_i >= S_tmin")
     S_tmax: float | None = Field(None, description="heun only: churn only at σ_i <= S_tmax; null = no upper bound "
@@ -100,6 +111,11 @@ class SamplerConfig(BaseModel):
         """Flat ``{"sampler_<field>": value}`` plus ``sampler_nfe``, for Zarr attributes (JSON)."""
         values: dict[str, Any] = {**self.model_dump(), "nfe": self.nfe}
         return {f"sampler_{name}": value for name, value in values.items()}
+
+
+#: The sampler of generation and of training validation (module docstring: why these settings). The σ schedule
+#: fields default to it, so ``{kind: dpmpp_2m, num_steps: 8}`` in a config file is this sampler.
+PRODUCTION_SAMPLER = SamplerConfig(kind="dpmpp_2m", num_steps=8)
 
 
 def _log_snr(sigma: torch.Tensor) -> torch.Tensor:

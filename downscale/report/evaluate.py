@@ -119,7 +119,8 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
     ``out_dir`` receives ``metrics.json``, ``maps.zarr``, ``curves.nc`` and ``evaluation.json``; an existing
     evaluation there is replaced only with ``overwrite``. ``factor`` is needed only when the store lacks the
     ``factor`` attribute (it must agree with it otherwise); ``n_boot`` overrides the config's number of
-    bootstrap resamples for the return-level CIs (fewer is faster). Returns the written paths by kind.
+    bootstrap resamples for the return-level CIs and the day-block intervals of extreme quantiles (fewer is
+    faster). Returns the written paths by kind.
 
     Example: ``evaluate("outputs.zarr", "diagnostics/", factor=8)["metrics"]``
     """

@@ -4,7 +4,8 @@ Histograms are drawn as probability densities per mm/day on log–log axes (the 
 merged ~80 at a time so that a short record still reads as a curve); Q–Q curves are read off the same
 histograms at quantiles 0.9 … 0.99999 (the stored ``quantile_value`` points are marked). Return levels of
 regional daily totals come with their bootstrap CI; a source without a GPD fit (fewer than 10 days above
-the truth's threshold) is named in the legend instead of drawn.
+the truth's threshold) is named in the legend instead of drawn. The reliability diagram of heavy rain shows
+the observed frequency of exceeding the truth's 99th / 99.9th percentile against the forecast probability.
 
 Example::
 
@@ -144,4 +145,34 @@ def wet_day_figure(scalars: xr.Dataset, colors: dict[str, str]) -> Figure:
         ax.set_xticks(range(len(sources)), sources, rotation=20, fontsize=8)
         ax.set(ylabel=label, title=label.split(" (")[0])
         ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def reliability_figure(curves: xr.Dataset, colors: dict[str, str], region: str = "global") -> Figure:
+    """Reliability diagram of heavy rain in ``region``: one panel per threshold (the truth's quantile), the
+    observed frequency of the event against the forecast probability for every source but the truth; marker
+    area ∝ the bin's share of the cells × times, the diagonal is perfect reliability."""
+    freq = curves.reliability_frequency.sel(region=region)
+    weight = curves.reliability_weight.sel(region=region)
+    levels = freq.threshold_quantile.values
+    fig, axes = panel_grid(len(levels), 3, (4.2, 4.0))
+    for ax, q in zip(axes, levels, strict=True):
+        u = float(curves.brier_threshold.sel(region=region, threshold_quantile=q)) * SECONDS_PER_DAY
+        for s in freq.source.values:
+            if s == "truth":
+                continue
+            f, w = freq.sel(source=s, threshold_quantile=q).values, weight.sel(source=s, threshold_quantile=q).values
+            used = w > 0
+            style = source_style(str(s), colors)
+            p = freq.probability.values
+            ax.plot(p[used], f[used], color=style["color"], linestyle=style["linestyle"], linewidth=1.2,
+                    label=style["label"])
+            ax.scatter(p[used], f[used], s=8 + 150 * np.sqrt(w[used]), color=style["color"], alpha=0.6, zorder=3)
+        ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1, label="perfect")
+        ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), aspect="equal", xlabel="forecast probability",
+               ylabel="observed frequency",
+               title=f"{region}: rate > {u:.3g} {MM_DAY} (truth's {100 * float(q):.6g}th pct.)")
+        ax.title.set_fontsize(9)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
     return fig

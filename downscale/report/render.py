@@ -122,7 +122,30 @@ def _curve_sections(diags: Diagnostics, colors: dict[str, str]) -> list[Section]
                 "(dashed) when the ensemble is calibrated, U-shaped when under-dispersed.",
                 lambda: fs.rank_histogram_figure(curves, colors)),
     ])
-    return [distributions, extremes, structure, calibration]
+    return [distributions, extremes, _heavy_rain_section(diags, colors), structure, calibration]
+
+
+def _heavy_rain_section(diags: Diagnostics, colors: dict[str, str]) -> Section:
+    """Extreme quantiles with their sampling uncertainty, Brier scores and the reliability diagram."""
+    curves, scalars = diags.curves, diags.scalars
+    items: list = []
+    if "extreme_quantile_value" in curves:
+        items.append(tables.extreme_quantile_table(curves))
+    for tag, label in (("q99", "99th"), ("q999", "99.9th")):
+        if f"brier_{tag}" in scalars:
+            items.append(tables.regional_table(scalars, f"brier_{tag}", f"Brier score of the rate exceeding the "
+                                               f"truth's regional {label} percentile (lower is better)"))
+    if "reliability_frequency" in curves:
+        region = "global" if "global" in curves.region.values else str(curves.region.values[0])
+        items.append(_figure("reliability", f"Reliability of heavy rain, {region}", "Observed frequency of the rate "
+                             "exceeding the truth's percentile against the forecast probability (the fraction of "
+                             "members above; 0 or 1 for a deterministic source); marker area: share of the "
+                             "cells × times with that probability. On the dotted diagonal the probabilities are "
+                             "reliable.", lambda: fd.reliability_figure(curves, colors, region)))
+    return Section("heavy-rain", "Heavy rain: tail quantiles and probabilities", "Pooled extreme quantiles with "
+                   "their sampling uncertainty (bootstrap over whole days), and the probability of exceeding the "
+                   "truth's 99th and 99.9th percentiles (per region) scored by the Brier score "
+                   "BS = ⟨(p − o)²⟩, area-weighted.", items)
 
 
 def _provenance_section(diags: Diagnostics, store: StoreInfo, diagnostics_dir: Path, generated_at: str) -> Section:
@@ -145,7 +168,8 @@ def build_sections(diags: Diagnostics, store: StoreInfo, diagnostics_dir: Path, 
     """Every section of the report, the summary first."""
     colors = source_colors([str(s) for s in diags.scalars.source.values])
     regional = Section("regional", "Skill by region", "", [
-        tables.regional_table(diags.scalars, "crps", "CRPS"),
+        tables.regional_table(diags.scalars, "crps_fair", tables.FAIR_CRPS),
+        tables.regional_table(diags.scalars, "crps_standard", tables.STANDARD_CRPS),
         tables.regional_table(diags.scalars, "relative_bias", "Relative bias of the area-weighted mean")])
     return [_summary_section(diags), regional, *_map_sections(diags, store), *_curve_sections(diags, colors),
             _provenance_section(diags, store, diagnostics_dir, generated_at)]

@@ -2,7 +2,8 @@
 
 Precipitation is stored in kg m-2 s-1 and shown in mm/day (1 kg m-2 s-1 = 86400 mm/day). Colours are
 fixed per source kind so that the ensemble, each baseline, the coarse input and the truth look the same in
-every figure: truth black, ensemble blue, coarse grey, baselines from a qualitative palette in order.
+every figure: truth black, ensemble blue (extra ensembles light and dark blue), coarse grey, baselines from
+a qualitative palette in order.
 
 Example::
 
@@ -34,7 +35,8 @@ MM_DAY = "mm/day"
 FLUX = "kg m-2 s-1"
 DPI = 90
 
-_FIXED = {"truth": "black", "ensemble": "tab:blue", "coarse": "0.55"}
+_FIXED = {"truth": "black", "ensemble": "tab:blue", "ensemble_raw": "#6baed6", "ensemble_qm": "#08306b",
+          "coarse": "0.55"}
 _BASELINE_PALETTE = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
                      "tab:cyan")
 LABELS = {"ensemble": "ensemble (mean)", "coarse": "coarse input", "truth": "truth"}

@@ -1,14 +1,16 @@
 """The report's tables as plain data (:class:`Table` of :class:`Cell`), built from the scalar metrics.
 
 Values are shown in readable units (precipitation in mm/day, fractions in %). The validation targets
-(:data:`TARGETS`) are checked on the ensemble only — they are what the ensemble must achieve relative to
-the best deterministic baseline (``{metric}_ratio`` = metric / that baseline's; lower is better) — and
-its cells are marked ``pass`` or ``miss``.
+(:data:`TARGETS`) are each checked on one source — the ensemble (what it must achieve relative to the best
+deterministic baseline: ``{metric}_ratio`` = metric / that baseline's, lower is better; or relative to the
+truth's own value: ``{metric}_vs_truth``), except the area-mean bias, which is checked on the raw ensemble
+(``ensemble_raw``): the mass-corrected ensemble's is zero by construction. Checked cells are marked
+``pass`` or ``miss``. Every source but the truth is a column, extra ensembles included.
 
 Example::
 
     >>> table = summary_table(diagnostics.scalars)
-    >>> [c.status for c in table.rows[1]]      # CRPS ratio row: label, units, target, ensemble, …
+    >>> [c.status for c in table.rows[1]]      # fair CRPS ratio row: label, units, target, ensemble, …
 """
 
 from __future__ import annotations
@@ -54,40 +56,62 @@ class Table:
 
 @dataclass(frozen=True)
 class Target:
-    """A validation target on one scalar: its text and the check of a value (in the stored units)."""
+    """A validation target on one scalar of one source: its text and the check of a value (stored units)."""
 
     text: str
     check: Callable[[float], bool]
+    source: str = "ensemble"
 
 
+#: scalar → its target (checked on ``Target.source``).
 TARGETS: dict[str, Target] = {
-    "crps_ratio": Target("≤ 0.85", lambda v: v <= 0.85),
+    "crps_fair_ratio": Target("≤ 0.75", lambda v: v <= 0.75),
+    "crps_standard_ratio": Target("≤ 0.85", lambda v: v <= 0.85),
     "pe_ratio": Target("≤ 0.5", lambda v: v <= 0.5),
     "emd_ratio": Target("≤ 0.5", lambda v: v <= 0.5),
     "sae_ratio": Target("≤ 0.7", lambda v: v <= 0.7),
     "spread_skill": Target("0.8 – 1.2", lambda v: 0.8 <= v <= 1.2),
-    "relative_bias": Target("|·| ≤ 5 %", lambda v: abs(v) <= 0.05),
+    "seam_ratio_vs_truth": Target("≤ 1.05", lambda v: v <= 1.05),
+    "coarse_imprint_vs_truth": Target("≤ 1.05", lambda v: v <= 1.05),
+    "relative_bias": Target("|·| ≤ 10 % (raw ensemble)", lambda v: abs(v) <= 0.10, source="ensemble_raw"),
 }
 
 #: Rows of the summary table: (scalar, label). Fractions (units "1") of these are shown in %.
+FAIR_CRPS = "fair CRPS (K−1 estimator, estimates an infinite ensemble)"
+STANDARD_CRPS = "standard CRPS (this K-member ensemble)"
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
-    ("crps", "CRPS"),
-    ("crps_ratio", "CRPS / best baseline"),
+    ("crps_fair", FAIR_CRPS),
+    ("crps_fair_ratio", "fair CRPS / best baseline"),
+    ("crps_standard", STANDARD_CRPS),
+    ("crps_standard_ratio", "standard CRPS / best baseline"),
     ("mae", "MAE of the ensemble mean"),
     ("rmse", "RMSE of the ensemble mean"),
     ("pe", "PE: |Δ 99.999th percentile|"),
     ("pe_ratio", "PE / best baseline"),
+    ("pe_q999", "PE at the 99.9th percentile"),
+    ("pe_q9999", "PE at the 99.99th percentile"),
+    ("brier_q99", "Brier score: rate above the truth's 99th percentile"),
+    ("brier_q99_ratio", "Brier score (99th) / best baseline"),
+    ("brier_q999", "Brier score: rate above the truth's 99.9th percentile"),
+    ("brier_q999_ratio", "Brier score (99.9th) / best baseline"),
     ("emd", "EMD (Wasserstein-1)"),
     ("emd_ratio", "EMD / best baseline"),
     ("sae", "SAE (spatial autocorrelation error)"),
     ("sae_ratio", "SAE / best baseline"),
     ("spread_skill", "spread–skill ratio"),
     ("relative_bias", "relative bias of the area-weighted mean"),
-    ("seam_ratio", "seam ratio (tile-edge / interior jumps)"),
+    ("seam_ratio", "seam ratio (tile-edge / nearest coarse-cell-edge jumps)"),
+    ("seam_ratio_vs_truth", "seam ratio / the truth's"),
+    ("coarse_imprint", "coarse-cell imprint (coarse-cell-edge / mid-cell jumps)"),
+    ("coarse_imprint_vs_truth", "coarse-cell imprint / the truth's"),
+    ("fine_power_log_ratio", "fine-scale power k ≥ n/4, ln ratio to the truth (per tile)"),
+    ("fine_power_log_ratio_sphere", "fine-scale power, ln ratio to the truth (sphere)"),
     ("mass_relative_error", "mass consistency: relative error of coarse block sums"),
     ("join_ratio", "window-join ratio (jumps at video-window joins / elsewhere)"),
 )
 PERCENT = ("relative_bias", "mass_relative_error")
+#: The summary row telling whether each source's extreme quantiles lie inside the truth's bootstrap interval.
+INSIDE_TAGS, INSIDE_LABEL = ("q999", "q9999"), "q99.9 / q99.99 inside the truth's 95 % interval"
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -133,27 +157,45 @@ def summary_table(scalars: xr.Dataset) -> Table:
         for s in sources:
             v = _value(scalars, var, s)
             status = None
-            if target and s == "ensemble" and math.isfinite(v):
+            if target and s == target.source and math.isfinite(v):
                 status = "pass" if target.check(v) else "miss"
             row.append(Cell(fmt(v * factor), status))
         rows.append(row)
+    if all(f"{t}_in_truth_interval" in scalars for t in INSIDE_TAGS):
+        rows.append([Cell(INSIDE_LABEL, title=", ".join(f"{t}_in_truth_interval" for t in INSIDE_TAGS)), Cell(""),
+                     Cell("")] + [Cell(" / ".join(_inside(scalars, t, s) for t in INSIDE_TAGS)) for s in sources])
     return Table("table-summary", "Headline metrics over the globe (area-weighted). Ratios are to the best "
-                 "deterministic baseline (lower is better); targets are checked on the ensemble: pass / miss.",
+                 "deterministic baseline (lower is better); targets are checked on the ensemble (the area-mean "
+                 "bias on the raw ensemble: the corrected one's is zero by construction): pass / miss. "
+                 f"CRPS: the {FAIR_CRPS} and the {STANDARD_CRPS}; for a deterministic source both are its MAE. "
+                 "Inside the truth's interval: the source's pooled quantile lies in the day-block bootstrap 95 % "
+                 "interval of the truth's (n/s: the truth has fewer than 10 expected values above it).",
                  ["metric", "units", "target", *sources], rows)
 
 
+def _inside(scalars: xr.Dataset, tag: str, source: str) -> str:
+    """``yes`` / ``no`` for ``{tag}_in_truth_interval``, ``n/s`` appended where the truth does not support it."""
+    text = "yes" if _value(scalars, f"{tag}_in_truth_interval", source) == 1 else "no"
+    support = f"supported_{tag}"
+    if support in scalars and "truth" in scalars.source and _value(scalars, support, "truth") != 1:
+        text += " (n/s)"
+    return text
+
+
 def targets_table(scalars: xr.Dataset) -> Table:
-    """One row per target: the ensemble's value and pass/miss (a missing or NaN value is not a pass)."""
+    """One row per target: its source's value and pass/miss (a missing or NaN value is not a pass)."""
     rows = []
     labels = dict(SUMMARY_ROWS)
     for var, target in TARGETS.items():
-        v = _value(scalars, var, "ensemble") if var in scalars else math.nan
+        known = var in scalars and target.source in scalars.source.values
+        v = _value(scalars, var, target.source) if known else math.nan
         factor, units = _display(scalars, var) if var in scalars else (1.0, "")
         status = ("pass" if target.check(v) else "miss") if math.isfinite(v) else "miss"
-        rows.append([Cell(labels.get(var, var)), Cell(target.text), Cell(fmt(v * factor) + (f" {units}" if units
+        label = labels.get(var, var) + ("" if target.source == "ensemble" else f" ({target.source})")
+        rows.append([Cell(label), Cell(target.text), Cell(fmt(v * factor) + (f" {units}" if units
                      not in ("", "1") else "")), Cell(status, status)])
-    return Table("table-targets", "Validation targets for the ensemble (global region).",
-                 ["target metric", "target", "ensemble", "result"], rows)
+    return Table("table-targets", "Validation targets (global region), each on the source it names (default: "
+                 "the mass-corrected ensemble).", ["target metric", "target", "value", "result"], rows)
 
 
 def regional_table(scalars: xr.Dataset, var: str, label: str) -> Table:
@@ -171,7 +213,47 @@ def regional_table(scalars: xr.Dataset, var: str, label: str) -> Table:
             row.append(Cell(text))
         rows.append(row)
     note = " In brackets: ratio to the best deterministic baseline." if ratio else ""
-    return Table(f"table-region-{var}", f"{label} by region, in {units}.{note}", ["region", *sources], rows)
+    shown = "dimensionless" if units == "1" else f"in {units}"
+    return Table(f"table-region-{var}", f"{label} by region, {shown}.{note}", ["region", *sources], rows)
+
+
+def _interval(values: xr.DataArray, factor: float) -> str:
+    """``value [lower, upper]`` of a ``stat`` array, scaled."""
+    v = {str(k): float(values.sel(stat=k)) * factor for k in ("value", "lower", "upper")}
+    return f"{fmt(v['value'])} [{fmt(v['lower'])}, {fmt(v['upper'])}]"
+
+
+def extreme_quantile_table(curves: xr.Dataset, truth: str = "truth") -> Table:
+    """Per region and extreme quantile: the truth's quantile with its day-block bootstrap 95 % interval and
+    standard error, and each source's PE with its paired interval, in mm/day; ``n/s`` marks a quantile the
+    truth or the source does not support (fewer than 10 expected values above it)."""
+    value, pe, ok = curves.extreme_quantile_value, curves.extreme_pe, curves.extreme_supported
+    factor, units = to_display(1.0, value.attrs.get("units", "kg m-2 s-1"))
+    sources = [s for s in scored_sources(curves) if s in pe.source]
+    rows, unsupported = [], []
+    for region in value.region.values:
+        for q in value.extreme_quantile.values:
+            at = {"region": region, "extreme_quantile": q}
+            t = value.sel(source=truth, **at)
+            t_ok = bool(ok.sel(source=truth, **at))
+            row = [Cell(str(region)), Cell(f"{100 * float(q):.6g}"),
+                   Cell(_interval(t, factor) + f" ± {fmt(float(t.sel(stat='se')) * factor, 2)}"
+                        + ("" if t_ok else " (n/s)"))]
+            for s in sources:
+                both = t_ok and bool(ok.sel(source=s, **at))
+                row.append(Cell(_interval(pe.sel(source=s, **at), factor) + ("" if both else " (n/s)")))
+            rows.append(row)
+            if not t_ok:
+                unsupported.append(f"{region} {100 * float(q):.6g}")
+    n_boot = value.attrs.get("n_boot", "?")
+    note = (f" Not supported by the truth's sample: {', '.join(unsupported)}; there the numbers rest on fewer "
+            "than 10 values and say little." if unsupported else "")
+    return Table("table-extreme-quantiles", f"Extreme quantiles (percentile) of the pooled area-weighted rate, in "
+                 f"{units}: the truth's value [95 % interval] ± standard error, and each source's PE = |Δ quantile| "
+                 f"[95 % interval]. Intervals: bootstrap over whole days ({n_boot} resamples, the same days for "
+                 "every source, so the PE interval is that of the paired difference). n/s: not supported, fewer "
+                 f"than 10 expected values above the quantile.{note}",
+                 ["region", "percentile", f"truth ({units})", *[f"PE {s}" for s in sources]], rows)
 
 
 def exceedance_table(scalars: xr.Dataset) -> Table:

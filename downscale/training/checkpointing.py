@@ -10,7 +10,7 @@ exactly as it was; a failing save also removes its temporary file (a SIGKILL can
 ``<output_dir>/checkpoints``:
 
 * ``last.ckpt`` every ``checkpoint.every_n_steps`` optimizer steps — what resume starts from;
-* ``best-crps.ckpt`` — lowest validation CRPS (``val/crps``);
+* ``best-crps.ckpt`` — lowest validation fair CRPS (``val/crps_fair``);
 * ``best-tail.ckpt`` — lowest tail error (``val/tail_error``, mean |q_pred/q_true − 1| at the 99.9th
   and 99.99th percentiles).
 """
@@ -101,6 +101,6 @@ def checkpoint_callbacks(dirpath: str | Path, every_n_steps: int, keep_periodic:
     best = [
         ModelCheckpoint(dirpath=dirpath, filename=Path(name).stem, monitor=metric, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False, save_last=False)
-        for name, metric in ((BEST_CRPS, "val/crps"), (BEST_TAIL, "val/tail_error"))
+        for name, metric in ((BEST_CRPS, "val/crps_fair"), (BEST_TAIL, "val/tail_error"))
     ]
     return [periodic, *best]

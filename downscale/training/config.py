@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_catalog.errors import read_yaml_mapping, validated
+from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig
 
 Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "64"]
 
@@ -68,9 +69,22 @@ class ValidationConfig(_Section):
     ensemble_size: int = Field(10, ge=2, description="K members per clip for the fair CRPS")
     members_per_batch: int = Field(2, ge=1, description="ensemble members sampled at once (memory knob)")
     eval_batch_size: int | None = Field(None, ge=1, description="clips per validation batch; null = batch_size")
-    sampler_steps: int = Field(18, ge=1, description="EDM Heun steps")
+    sampler: SamplerConfig = Field(PRODUCTION_SAMPLER, description="the production sampler by default, so that "
+                                   "validation scores what generation ships")
     max_batches: int | None = Field(None, ge=1, description="validate on at most this many batches (null = all)")
     seed: int = 1234
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_sampler_steps(cls, doc: Any) -> Any:
+        """Configs (and checkpoints) written before ``sampler`` existed named ``sampler_steps`` of EDM Heun."""
+        if isinstance(doc, dict) and "sampler_steps" in doc:
+            doc = dict(doc)
+            steps = doc.pop("sampler_steps")
+            if "sampler" in doc:
+                raise ValueError("give 'sampler' (the sampler config) or the old 'sampler_steps', not both")
+            doc["sampler"] = {"kind": "heun", "num_steps": steps}
+        return doc
 
 
 class HardwareConfig(_Section):

@@ -1,106 +1,91 @@
 """Validation metrics on torch tensors, in physical units (kg m-2 s-1), summable across batches and ranks.
 
 Shapes: an ensemble is ``(K, ..., 6, H, W)`` (members first), truth and deterministic predictions
-``(..., 6, H, W)``, area weights ``(6, H, W)`` normalized to mean 1 (so a weighted mean over the
-sphere is ``mean(w * x)``).
+``(..., 6, H, W)``.
 
-* Fair CRPS of a K-member ensemble (Ferro 2014), per point
+* CRPS of a K-member ensemble, per point, in both estimators (as the report names them,
+  :mod:`downscale.diagnostics.skill`)::
 
-      CRPS_fair = 1/K Σ_k |x_k − y|  −  1/(2 K (K − 1)) Σ_k Σ_l |x_k − x_l|
+      CRPS_standard = 1/K Σ_k |x_k − y|  −  1/(2 K²)       Σ_k Σ_l |x_k − x_l|   (this K-member ensemble)
+      CRPS_fair     = 1/K Σ_k |x_k − y|  −  1/(2 K (K − 1)) Σ_k Σ_l |x_k − x_l|   (estimates K → ∞; Ferro 2014)
 
   The double sum is computed from the sorted members x_(1) ≤ … ≤ x_(K):
   Σ_k Σ_l |x_k − x_l| = 2 Σ_i (2i − K − 1) x_(i)   (i = 1..K), O(K log K) instead of O(K²) memory.
-* MAE of the deterministic mean μ, area weighted.
-* Tail quantiles of pooled values (every point, time and member counted once, unweighted) from a
-  fixed log-spaced histogram (:class:`LogHistogram`): counts add across batches and ranks, so the
-  99.9th/99.99th percentiles of a whole validation set cost a few kB, whatever its size.
+* Tail quantiles of the pooled values (every point, time and member), **area weighted on the report's bins**
+  (:data:`downscale.diagnostics.histogram.DEFAULT_BINS`, read off as the report does,
+  :func:`downscale.diagnostics.distribution.histogram_quantiles`): validation's ``q99.99`` is the report's
+  statistic, on the validation clips. :class:`TailCounts` adds counts across batches and ranks, so the
+  quantiles of a whole validation set cost a few tens of kB.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
+import xarray as xr
+
+from downscale.diagnostics.distribution import histogram_quantiles
+from downscale.diagnostics.histogram import BIN_DIM, DEFAULT_BINS, LogBins, weighted_counts
+
+
+def _pair_sum(ensemble: torch.Tensor) -> torch.Tensor:
+    """``Σ_k Σ_l |x_k − x_l|`` over the member dim 0 of ``ensemble (K, *S)`` → ``(*S)``."""
+    k = ensemble.shape[0]
+    ordered = ensemble.sort(dim=0).values
+    rank = torch.arange(1, k + 1, device=ensemble.device, dtype=ensemble.dtype)
+    coeff = (2 * rank - k - 1).view(k, *([1] * (ensemble.dim() - 1)))
+    return 2 * (coeff * ordered).sum(0)
+
+
+def _check(ensemble: torch.Tensor, truth: torch.Tensor) -> int:
+    if ensemble.shape[1:] != truth.shape:
+        raise ValueError(f"ensemble {tuple(ensemble.shape)} and truth {tuple(truth.shape)} do not match")
+    return ensemble.shape[0]
 
 
 def fair_crps(ensemble: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Pointwise fair CRPS: ``ensemble (K, *S)``, ``truth (*S)`` → ``(*S)``; needs K ≥ 2."""
-    k = ensemble.shape[0]
+    k = _check(ensemble, truth)
     if k < 2:
         raise ValueError(f"fair CRPS needs at least 2 ensemble members, got {k}")
-    if ensemble.shape[1:] != truth.shape:
-        raise ValueError(f"ensemble {tuple(ensemble.shape)} and truth {tuple(truth.shape)} do not match")
     skill = (ensemble - truth.unsqueeze(0)).abs().mean(0)
-    ordered = ensemble.sort(dim=0).values
-    rank = torch.arange(1, k + 1, device=ensemble.device, dtype=ensemble.dtype)
-    coeff = (2 * rank - k - 1).view(k, *([1] * truth.dim()))
-    pair_sum = 2 * (coeff * ordered).sum(0)
-    return skill - pair_sum / (2 * k * (k - 1))
+    return skill - _pair_sum(ensemble) / (2 * k * (k - 1))
 
 
-def area_weighted_mean(x: torch.Tensor, area_weights: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x (..., 6, H, W)`` over everything, each cell weighted by ``area_weights (6, H, W)`` (mean 1)."""
-    return (x * area_weights).mean()
+def standard_crps(ensemble: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Pointwise standard CRPS of the K-member empirical distribution: ``(K, *S)``, ``(*S)`` → ``(*S)``."""
+    k = _check(ensemble, truth)
+    skill = (ensemble - truth.unsqueeze(0)).abs().mean(0)
+    return skill - _pair_sum(ensemble) / (2 * k * k)
 
 
-class LogHistogram:
-    """Counts of non-negative values in log-spaced bins, for quantiles of very large pooled samples.
+class TailCounts:
+    """Area-weighted counts of values on the report's log bins, for pooled tail quantiles of many batches."""
 
-    Bins: values ≤ ``floor`` go to bin 0 (zeros, drizzle); above it ``bins`` bins equally spaced in
-    log10 up to ``ceiling`` (values above land in the last bin). The relative width of a bin is
-    ``10**((log10(ceiling) − log10(floor)) / bins) − 1`` (0.5 % for the defaults), which bounds the
-    error of a quantile read off the counts by linear interpolation inside its bin.
-    """
+    def __init__(self, bins: LogBins = DEFAULT_BINS) -> None:
+        self.bins = bins
+        self.counts = torch.zeros(bins.size, dtype=torch.float64)
 
-    def __init__(self, floor: float = 1e-10, ceiling: float = 1e-1, bins: int = 4000,
-                 device: torch.device | str = "cpu") -> None:
-        if not 0 < floor < ceiling:
-            raise ValueError(f"need 0 < floor < ceiling, got {floor}, {ceiling}")
-        self.log_floor, self.log_ceiling, self.bins = math.log10(floor), math.log10(ceiling), bins
-        self.counts = torch.zeros(bins + 1, dtype=torch.float64, device=device)
+    def update(self, values: torch.Tensor, weights: torch.Tensor) -> None:
+        """Add ``values (..., 6, H, W)`` (kg m-2 s-1), each weighted by ``weights`` (broadcast, e.g. cell area)."""
+        v = values.detach().double().cpu().numpy()
+        w = torch.broadcast_to(weights.detach().double().cpu(), values.shape).numpy()
+        self.counts = self.counts.cpu() + torch.from_numpy(weighted_counts(v, w[None], self.bins)[0])
 
-    def update(self, values: torch.Tensor) -> None:
-        """Add every element of ``values`` (physical units, ≥ 0) to the counts."""
-        v = values.detach().reshape(-1).double().clamp_min(0.0)
-        pos = (torch.log10(v.clamp_min(1e-300)) - self.log_floor) / (self.log_ceiling - self.log_floor)
-        idx = torch.where(v <= 10.0 ** self.log_floor, torch.zeros_like(pos),
-                          1 + (pos * self.bins).floor().clamp(0, self.bins - 1))
-        self.counts = self.counts.to(v.device)
-        self.counts.index_add_(0, idx.long(), torch.ones_like(v))
-
-    def bin_edges(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lower and upper value of bins ``index`` (bin 0 spans [0, floor])."""
-        step = (self.log_ceiling - self.log_floor) / self.bins
-        lo = torch.where(index == 0, torch.zeros_like(index, dtype=torch.float64),
-                         10.0 ** (self.log_floor + (index - 1).double() * step))
-        hi = torch.where(index == 0, torch.full_like(index, 10.0 ** self.log_floor, dtype=torch.float64),
-                         10.0 ** (self.log_floor + index.double() * step))
-        return lo, hi
-
-    def quantile(self, q: float) -> float:
-        """The ``q`` quantile (0 < q < 1) of everything counted, interpolated linearly inside its bin."""
-        total = float(self.counts.sum())
-        if total == 0:
-            return float("nan")
-        cdf = torch.cumsum(self.counts, 0)
-        target = q * total
-        i = int(torch.searchsorted(cdf, torch.tensor([target], dtype=cdf.dtype, device=cdf.device)).item())
-        i = min(i, self.bins)
-        below = float(cdf[i - 1]) if i > 0 else 0.0
-        inside = float(self.counts[i])
-        frac = 0.0 if inside == 0 else (target - below) / inside
-        lo, hi = self.bin_edges(torch.tensor(i, device=cdf.device))
-        return float(lo + frac * (hi - lo))
+    def quantiles(self, quantiles: tuple[float, ...]) -> dict[float, float]:
+        """The pooled quantiles (kg m-2 s-1) of everything counted, as the report reads them; NaN when empty."""
+        edges = self.bins.edges()
+        hist = xr.DataArray(self.counts.cpu().numpy(), dims=[BIN_DIM],
+                            coords={"lower": (BIN_DIM, edges[:-1]), "upper": (BIN_DIM, edges[1:])})
+        values = histogram_quantiles(hist, quantiles).values
+        return {q: float(v) for q, v in zip(quantiles, np.atleast_1d(values), strict=True)}
 
 
-def tail_ratios(predicted: LogHistogram, truth: LogHistogram,
+def tail_ratios(predicted: TailCounts, truth: TailCounts,
                 quantiles: tuple[float, ...] = (0.999, 0.9999)) -> dict[float, float]:
-    """predicted / true value of each quantile of the pooled distributions."""
-    out = {}
-    for q in quantiles:
-        t = truth.quantile(q)
-        out[q] = predicted.quantile(q) / t if t > 0 else float("nan")
-    return out
+    """predicted / true value of each pooled quantile."""
+    p, t = predicted.quantiles(quantiles), truth.quantiles(quantiles)
+    return {q: p[q] / t[q] if t[q] > 0 else float("nan") for q in quantiles}
 
 
 def tail_error(ratios: dict[float, float]) -> float:

@@ -15,11 +15,15 @@ Randomness of step ``s`` on rank ``r`` (diffusion noise levels and noise, dropou
 global generator re-seeded with ``(seed, s, r)``, so a resumed run draws exactly what an
 uninterrupted one would.
 
-Validation (EMA weights, fixed seeds): ``K`` ensemble members per clip from the EDM sampler, metrics
-in physical units (kg m-2 s-1, after :meth:`NormalizationStats.denormalize`, clipped at 0):
-``val/crps`` (area-weighted fair CRPS), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``,
-``val/q9999_ratio`` (predicted / true 99.9th and 99.99th percentile of all pooled values) and
-``val/tail_error`` (mean |ratio − 1|). Sums and histograms are reduced over ranks before logging.
+Validation (EMA weights, fixed seeds): ``K`` ensemble members per clip from the **production sampler**
+(``validation.sampler``, by default :data:`~downscale.models.samplers.PRODUCTION_SAMPLER`, the one
+``generate`` uses), metrics in physical units (kg m-2 s-1, after :meth:`NormalizationStats.denormalize`,
+clipped at 0), before any mass correction: ``val/crps_fair`` and ``val/crps_standard`` (area-weighted CRPS,
+both estimators), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``, ``val/q9999_ratio``
+(predicted / true 99.9th and 99.99th percentile of all pooled values, area weighted on the report's bins),
+``val/tail_error`` (mean |ratio − 1|) and ``val/residual_std_ratio`` (area-weighted std of the sampled
+residual x − μ over that of the true residual y − μ, normalized units: 1 for a well-dispersed diffusion).
+Sums and histograms are reduced over ranks before logging.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from downscale.models.config import NetworkConfig, network_preset
 from downscale.models.downscaler import VideoDownscaler, weighted_mse
 from downscale.training.config import TrainConfig
 from downscale.training.ema import EMA
-from downscale.training.metrics import LogHistogram, fair_crps, tail_error, tail_ratios
+from downscale.training.metrics import TailCounts, fair_crps, standard_crps, tail_error, tail_ratios
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +237,11 @@ class DownscalingModule(pl.LightningModule):
             self.freeze_mean(load_ema=False)
 
     # ---- validation ----------------------------------------------------------------------------------------
+    _SUMS = ("crps_fair", "crps_standard", "mae_mean", "residual_sq_sample", "residual_sq_true", "clips")
+
     def _reset_validation_sums(self) -> None:
-        self._sums = torch.zeros(3, dtype=torch.float64)  # crps, mae, clips
-        self._hist_pred, self._hist_true = LogHistogram(), LogHistogram()
+        self._sums = torch.zeros(len(self._SUMS), dtype=torch.float64)
+        self._hist_pred, self._hist_true = TailCounts(), TailCounts()
 
     def on_validation_epoch_start(self) -> None:
         self._reset_validation_sums()
@@ -250,16 +256,19 @@ class DownscalingModule(pl.LightningModule):
                 state[k].copy_(v)
         del self._live
         strategy = self.trainer.strategy
-        sums = strategy.reduce(self._sums, reduce_op="sum")
+        sums = dict(zip(self._SUMS, strategy.reduce(self._sums, reduce_op="sum").tolist(), strict=True))
         pred = strategy.reduce(self._hist_pred.counts.to(self.device), reduce_op="sum")
         true = strategy.reduce(self._hist_true.counts.to(self.device), reduce_op="sum")
-        if float(sums[2]) == 0:
+        if sums["clips"] == 0:
             return
         self._hist_pred.counts, self._hist_true.counts = pred, true
         ratios = tail_ratios(self._hist_pred, self._hist_true, TAIL_QUANTILES)
-        metrics = {"val/crps": float(sums[0] / sums[2]), "val/mae_mean": float(sums[1] / sums[2]),
+        clips = sums["clips"]
+        metrics = {"val/crps_fair": sums["crps_fair"] / clips, "val/crps_standard": sums["crps_standard"] / clips,
+                   "val/mae_mean": sums["mae_mean"] / clips,
                    "val/q999_ratio": ratios[0.999], "val/q9999_ratio": ratios[0.9999],
-                   "val/tail_error": tail_error(ratios)}
+                   "val/tail_error": tail_error(ratios),
+                   "val/residual_std_ratio": math.sqrt(sums["residual_sq_sample"] / max(sums["residual_sq_true"], 1e-30))}
         for name, value in metrics.items():
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
@@ -282,21 +291,30 @@ class DownscalingModule(pl.LightningModule):
         keep = batch["has_target"] if "has_target" in batch else torch.ones(target.shape[0], dtype=torch.bool)
         mu = self.net.forward_mean(cond)
         world = self.trainer.world_size if self._trainer is not None else 1
-        generator = torch.Generator(device=self.device)
+        generator = torch.Generator(device="cpu")
         generator.manual_seed(v.seed * 1_000_003 + batch_idx * world + self.global_rank)
         members = []
         b = cond.shape[0]
         for first in range(0, v.ensemble_size, v.members_per_batch):
             m = min(v.members_per_batch, v.ensemble_size - first)
             rep = lambda x: x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # noqa: E731
-            sample = self.net.sample(rep(cond), v.sampler_steps, generator, mean=rep(mu))
+            latents = torch.randn((m * b, *mu.shape[1:]), generator=generator, dtype=torch.float64).to(self.device)
+            churn = None
+            if v.sampler.stochastic:
+                churn = lambda i, shape=latents.shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
+            sample = self.net.sample(rep(cond), latents, v.sampler, mean=rep(mu), churn_noise=churn)
             members.append(sample.reshape(m, b, *sample.shape[1:]))
         keep = keep.to(self.device)
-        ensemble = self._physical(torch.cat(members)[:, keep])
+        normalized = torch.cat(members)[:, keep].float()
+        ensemble = self._physical(normalized)
         truth, mean = self._physical(target[keep]), self._physical(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
         self._sums[0] += self._per_clip_mean(fair_crps(ensemble, truth), weights).sum()
-        self._sums[1] += self._per_clip_mean((mean - truth).abs(), weights).sum()
-        self._sums[2] += truth.shape[0]
-        self._hist_true.update(truth)
-        self._hist_pred.update(ensemble)
+        self._sums[1] += self._per_clip_mean(standard_crps(ensemble, truth), weights).sum()
+        self._sums[2] += self._per_clip_mean((mean - truth).abs(), weights).sum()
+        mu_kept = mu[keep].float()
+        self._sums[3] += self._per_clip_mean(((normalized - mu_kept) ** 2).mean(0), weights).sum()
+        self._sums[4] += self._per_clip_mean((target[keep].float() - mu_kept) ** 2, weights).sum()
+        self._sums[5] += truth.shape[0]
+        self._hist_true.update(truth, weights)
+        self._hist_pred.update(ensemble, weights)

@@ -111,7 +111,7 @@ def test_internal_form_dims_dtype_coords_attrs(c48):
 
 
 def test_schema_frames_tile_one_corner_and_first_centre(c48):
-    """SCHEMA.md §3: tile 1 (0-based 0) corner (y=0, x=0) at (305°E, −35.26°), first centre (305.78°E, −34.89°)."""
+    """docs/cube-sphere.md: tile 1 (0-based 0) corner (y=0, x=0) at (305°E, −35.26°), first centre (305.78°E, −34.89°)."""
     assert c48.lonb.values[0, 0, 0] == pytest.approx(305.0, abs=1e-9)
     assert c48.latb.values[0, 0, 0] == pytest.approx(-np.rad2deg(np.arcsin(1 / np.sqrt(3))), abs=1e-9)
     assert c48.lon.values[0, 0, 0] == pytest.approx(305.78, abs=5e-3)

@@ -82,3 +82,29 @@ def test_gradients_flow_and_bad_input_is_refused():
         upsample_coarse(torch.rand(6, 4, 4), 0)
     with pytest.raises(ValueError, match="unknown upsampling mode"):
         upsample_coarse(torch.rand(6, 4, 4), 2, "bicubic")
+
+
+def test_bounded_mass_correction_keeps_the_mass_and_creates_no_spike():
+    """A block sampled nearly dry under a wet coarse cell: the unbounded ratio turns its one wet cell into a spike
+    of f² times the coarse mean; bounded at R, the block mean is still exact and no value exceeds R·y + x."""
+    from data_catalog.upsample import block_mean, correct_block_means, repeat_blocks
+
+    f, R = 4, 2.0
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 6, 8, 8, generator=gen, dtype=torch.float64)
+    y[0, 0, :4, :4] = 0.0
+    y[0, 0, 1, 2] = 1e-3                                      # one wet cell in a nearly dry block
+    x = torch.rand(3, 6, 2, 2, generator=gen, dtype=torch.float64) + 0.5
+    area = torch.rand(6, 8, 8, generator=gen, dtype=torch.float64) + 0.5
+    unbounded = correct_block_means(y, x, f, area)
+    bounded = correct_block_means(y, x, f, area, max_ratio=R)
+    for out in (unbounded, bounded):
+        torch.testing.assert_close(block_mean(out, f, area), x, rtol=1e-12, atol=1e-12)
+    assert unbounded[0, 0, 1, 2] > 5 * x[0, 0, 0, 0]          # the spike
+    assert bool((bounded <= R * y + repeat_blocks(x, f) + 1e-12).all())
+    assert bounded[0, 0, 1, 2] < 1.1 * x[0, 0, 0, 0]
+    small = torch.ones(1, 6, 4, 4, dtype=torch.float64)      # ratios ≤ R: the plain multiplicative correction
+    torch.testing.assert_close(correct_block_means(small, torch.full((1, 6, 1, 1), 1.5, dtype=torch.float64), 4,
+                                                   max_ratio=R), 1.5 * small)
+    with pytest.raises(ValueError, match="max_ratio"):
+        correct_block_means(y, x, f, max_ratio=0.5)

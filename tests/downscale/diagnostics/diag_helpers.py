@@ -10,7 +10,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from data_catalog.cubesphere import cell_centre_unit_vectors, cube_sphere_grid
+from data_catalog.cubesphere import cell_centre_unit_vectors, corner_unit_vectors, cube_sphere_grid
 
 OUTPUT_NAMES = {"y": "grid_yt", "x": "grid_xt"}
 
@@ -49,3 +49,20 @@ def no_compute():
     """Inside, any dask compute raises (checks that a diagnostic only builds a graph)."""
     with dask.config.set(scheduler=_refuse):
         yield
+
+
+def cube_edge_pairs(n: int) -> np.ndarray:
+    """Every pair of cells sharing an edge on the C-n cube, from the geometry alone (two cells are rook
+    neighbours iff they share two corners): (12 n², 2) flat indices into (6, n, n), across tiles included."""
+    key = np.round(corner_unit_vectors(n) * 1e9).astype(np.int64)              # (6, n + 1, n + 1, 3)
+    ids = {}
+    corner = np.empty(key.shape[:3], dtype=np.int64)
+    for idx in np.ndindex(*key.shape[:3]):
+        corner[idx] = ids.setdefault(tuple(key[idx]), len(ids))
+    cells = {}
+    for t, j, i in np.ndindex(6, n, n):
+        c = [corner[t, j, i], corner[t, j, i + 1], corner[t, j + 1, i + 1], corner[t, j + 1, i]]
+        for a, b in zip(c, c[1:] + c[:1]):
+            cells.setdefault(frozenset((a, b)), []).append((t * n + j) * n + i)
+    assert all(len(v) == 2 for v in cells.values())
+    return np.array(sorted(cells.values()))

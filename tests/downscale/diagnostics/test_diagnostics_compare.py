@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import properscoring
 import pytest
 import xarray as xr
 
@@ -28,9 +29,12 @@ def _output_store(root: Path) -> Path:
     coarse = coarse_grain(t.rename(grid_yt="y", grid_xt="x"), grid.area.rename(grid_yt="y", grid_xt="x"), FACTOR)
     coarse = coarse.rename(y="grid_yt_coarse", x="grid_xt_coarse")
     members = truth[None] * rng.lognormal(0.0, 0.5, size=(K,) + truth.shape).astype(np.float32)
+    # an extra ensemble far better than any baseline: were it taken for one, every ratio would change
+    raw = truth[None] * rng.lognormal(0.0, 0.02, size=(K,) + truth.shape).astype(np.float32)
     attrs = {"units": "kg m-2 s-1", "standard_name": "precipitation_flux"}
     ds = xr.Dataset(
         {"PRATEsfc": (("member",) + fine_dims, members, attrs),
+         "PRATEsfc_ensemble_raw": (("member",) + fine_dims, raw, attrs),
          "PRATEsfc_deterministic": (fine_dims, truth + np.float32(SHIFT), attrs),
          "PRATEsfc_bilinear": (fine_dims, np.repeat(np.repeat(coarse.values, FACTOR, -2), FACTOR, -1) * 1.05, attrs),
          "PRATEsfc_truth": (fine_dims, truth, attrs),
@@ -45,9 +49,13 @@ def _output_store(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory):
-    path = _output_store(tmp_path_factory.mktemp("compare"))
-    ds = xr.open_zarr(path, consolidated=False)
+def store(tmp_path_factory) -> Path:
+    return _output_store(tmp_path_factory.mktemp("compare"))
+
+
+@pytest.fixture(scope="module")
+def comparison(store):
+    ds = xr.open_zarr(store, consolidated=False)
     assert ds["PRATEsfc"].chunks is not None
     cfg = CompareConfig(factor=FACTOR, regions=("global", "tropics"), thresholds_mm_day=(10.0, 50.0),
                         lags_hours=(3, 12), return_level_regions=("tropics",), tail_quantile=0.9, n_boot=10,
@@ -57,9 +65,12 @@ def comparison(tmp_path_factory):
 
 def test_sources_and_sanity_row(comparison):
     s = comparison.scalars
-    assert list(s.source.values) == ["ensemble", "bilinear", "deterministic", "coarse", "truth"]
+    assert list(s.source.values) == ["ensemble", "ensemble_raw", "bilinear", "deterministic", "coarse", "truth"]
+    assert list(s.source_kind.values) == ["ensemble", "ensemble", "baseline", "baseline", "coarse", "truth"]
+    assert list(comparison.curves.source_kind.values) == list(s.source_kind.values)
     truth = s.sel(source="truth", region="global")
-    for m in ("mse", "mae", "bias", "crps", "pe", "emd", "mse_member"):
+    for m in ("mse", "mae", "bias", "crps_fair", "crps_standard", "pe", "emd", "mse_member", "pe_q999",
+              "pe_q999_upper", "brier_q99", "brier_q999"):
         assert float(truth[m]) == 0.0, m
     assert float(s.sae.sel(source="truth")) == 0.0
     assert float(s.mass_relative_error.sel(source="truth")) < 1e-6       # the coarse input is the truth's block mean
@@ -73,7 +84,8 @@ def test_shifted_baseline_scores_its_shift(comparison):
     assert float(det.bias) == pytest.approx(SHIFT, rel=1e-4)
     assert float(det.rmse) == pytest.approx(SHIFT, rel=1e-4)
     assert comparison.scalars.mse.attrs["units"] == "(kg m-2 s-1)2"
-    assert float(det.crps) == pytest.approx(SHIFT, rel=1e-4)       # a deterministic CRPS is its MAE
+    assert float(det.crps_fair) == pytest.approx(SHIFT, rel=1e-4)     # a deterministic CRPS is its MAE
+    assert float(det.crps_standard) == float(det.crps_fair)
     assert float(det.emd) == pytest.approx(SHIFT, rel=0.02)
     assert float(det.mae_ratio) == 1.0                                # it is the best baseline by MAE
     assert np.isnan(float(det.spread_skill))
@@ -82,7 +94,8 @@ def test_shifted_baseline_scores_its_shift(comparison):
 def test_ensemble_scores(comparison):
     ens = comparison.scalars.sel(source="ensemble")
     assert np.all(np.isfinite(ens.spread_skill.values)) and np.all(ens.spread_skill.values > 0)
-    assert np.all(ens.crps.values < ens.mae_member.values)           # CRPS ≤ mean member MAE
+    assert np.all(ens.crps_fair.values < ens.crps_standard.values)   # fair < standard when members differ
+    assert np.all(ens.crps_standard.values < ens.mae_member.values)  # CRPS ≤ mean member MAE
     rank = comparison.curves.rank_histogram
     assert rank.sizes["rank"] == K + 1 and float(rank.sum()) == pytest.approx(1.0)
     exc = comparison.scalars.exceedance_frequency
@@ -115,6 +128,10 @@ def test_writers_round_trip(comparison, tmp_path):
     np.testing.assert_allclose(maps.bias.values, comparison.maps.bias.values)
     curves = xr.open_dataset(paths["curves"], engine="h5netcdf")
     np.testing.assert_allclose(curves.histogram.values, comparison.curves.histogram.values)
+    assert curves.extreme_supported.dtype == bool and list(curves.source_kind.values)[1] == "ensemble"
+    assert doc["data_vars"]["q999_in_truth_interval"]["data"][-1] == [True, True]       # the truth's row
+    assert doc["data_vars"]["truth_q999_lower"]["dims"] == ["region"]
+    assert doc["coords"]["source_kind"]["data"][1] == "ensemble"
 
 
 def test_bad_store_gives_a_clear_error(tmp_path):
@@ -123,3 +140,92 @@ def test_bad_store_gives_a_clear_error(tmp_path):
         compare(ds, CompareConfig(factor=2))
     with pytest.raises(ValueError, match="positive integer"):
         CompareConfig(factor=0)
+
+
+def test_both_crps_estimators_match_properscoring_and_the_fair_formula(comparison, store):
+    ds = xr.open_zarr(store, consolidated=False).load()
+    members, truth = ds.PRATEsfc.values.astype(np.float64), ds.PRATEsfc_truth.values.astype(np.float64)
+    w = ds.area.values[None] * np.ones_like(truth)
+    standard = properscoring.crps_ensemble(truth, np.moveaxis(members, 0, -1))        # the standard estimator
+    pair = np.abs(members[:, None] - members[None]).sum((0, 1))
+    fair = np.abs(members - truth).mean(0) - pair / (2 * K * (K - 1))
+    got = comparison.scalars.sel(source="ensemble", region="global")
+    assert float(got.crps_standard) == pytest.approx(np.sum(w * standard) / np.sum(w), rel=1e-5)
+    assert float(got.crps_fair) == pytest.approx(np.sum(w * fair) / np.sum(w), rel=1e-5)
+    maps = comparison.maps.crps_fair.sel(source="ensemble").transpose("tile", "grid_yt", "grid_xt").values
+    np.testing.assert_allclose(maps, fair.mean(0), rtol=1e-5)
+
+
+def test_ratios_ignore_the_extra_ensemble(comparison):
+    s = comparison.scalars.sel(region="global")
+    raw = s.sel(source="ensemble_raw")
+    assert float(raw.crps_fair) < float(s.crps_fair.sel(source=["bilinear", "deterministic"]).min())
+    for m in ("crps_fair", "crps_standard", "mae", "pe_q999", "brier_q99"):
+        best = float(s[m].sel(source=["bilinear", "deterministic"]).min())
+        assert float(s[f"{m}_ratio"].sel(source="ensemble")) == pytest.approx(float(s[m].sel(source="ensemble")) / best)
+    assert float(raw.spread_skill) > 1.5        # scored as an ensemble: members spread around a truth at their centre
+    assert "rank_histogram" in comparison.curves and comparison.curves.rank_histogram.sizes["rank"] == K + 1
+
+
+def test_extreme_quantiles_and_their_support(comparison):
+    c, s = comparison.curves, comparison.scalars
+    v = c.extreme_quantile_value
+    assert v.dims == ("source", "region", "extreme_quantile", "stat")
+    assert list(v.stat.values) == ["value", "lower", "upper", "se"]
+    truth = v.sel(source="truth", region="global")
+    assert bool((truth.sel(stat="lower") <= truth.sel(stat="value")).all())
+    assert bool((truth.sel(stat="value") <= truth.sel(stat="upper")).all())
+    pe = c.extreme_pe.sel(source="truth")
+    assert float(abs(pe).max()) == 0.0                                 # paired: the truth against itself
+    n_cells = {"global": 6 * N * N, "tropics": int((output_grid(N).lat.__abs__() < 23.5).sum())}
+    for region, cells in n_cells.items():
+        for source, k in (("truth", 1), ("ensemble", K)):
+            n = cells * NT * k
+            assert float(c.extreme_n_values.sel(source=source, region=region)) == n
+            expected = [(1 - q) * n >= 10 for q in (0.999, 0.9999, 0.99999)]
+            assert list(c.extreme_supported.sel(source=source, region=region).values) == expected
+    g = s.sel(region="global")
+    assert float(g.truth_q999_lower) == float(truth.sel(extreme_quantile=0.999, stat="lower"))
+    inside = (g.q999 >= g.truth_q999_lower) & (g.q999 <= g.truth_q999_upper)
+    assert list(g.q999_in_truth_interval.values) == list(inside.values)
+    assert bool(g.q999_in_truth_interval.sel(source="truth"))
+
+
+def test_brier_thresholds_and_reliability(comparison, store):
+    ds = xr.open_zarr(store, consolidated=False).load()
+    thr = comparison.curves.brier_threshold.sel(region="global")
+    area = ds.area.values
+    for q in (0.99, 0.999):
+        above = (ds.PRATEsfc_truth.values > float(thr.sel(threshold_quantile=q))) * area
+        assert above.sum() / (area.sum() * NT) == pytest.approx(1 - q, rel=0.05)   # the truth's quantile
+    rel = comparison.curves.reliability_weight
+    assert rel.dims == ("source", "region", "threshold_quantile", "probability") and rel.sizes["probability"] == K + 1
+    np.testing.assert_allclose(rel.sum("probability").values, 1.0)
+    det = rel.sel(source="deterministic")                               # p ∈ {0, 1} only
+    assert float(det.isel(probability=slice(1, K)).sum()) == 0.0
+
+
+def test_structure_scalars_against_the_truth(comparison, store):
+    s, curves = comparison.scalars, comparison.curves
+    truth = s.sel(source="truth")
+    assert float(truth.seam_ratio_vs_truth) == 1.0 and float(truth.coarse_imprint_vs_truth) == 1.0
+    assert float(truth.fine_power_log_ratio) == 0.0 and float(truth.fine_power_log_ratio_sphere) == 0.0
+    det = s.sel(source="deterministic")             # truth + a constant: the same jumps and spectra (float32 aside)
+    for k in ("seam_ratio_vs_truth", "coarse_imprint_vs_truth"):
+        assert float(det[k]) == pytest.approx(1.0, abs=1e-3), k
+    for k in ("fine_power_log_ratio", "fine_power_log_ratio_sphere"):
+        assert float(det[k]) == pytest.approx(0.0, abs=1e-3), k
+    blocky = s.sel(source="bilinear")               # here the coarse field repeated: flat inside coarse cells
+    assert np.isnan(float(blocky.coarse_imprint)) and float(blocky.fine_power_log_ratio_sphere) < -1.0
+    assert float(blocky.fine_power_log_ratio) < -1.0
+    ens = s.sel(source="ensemble")                  # truth × independent lognormal noise: more fine power
+    assert float(ens.fine_power_log_ratio) > 0.0 and float(ens.fine_power_log_ratio_sphere) > 0.0
+    spec = curves.sphere_power_spectrum
+    assert spec.dims == ("source", "total_wavenumber") and spec.sizes["total_wavenumber"] == int(np.sqrt(6 * N * N))
+    # Parseval on the truth's 40 frames, evenly spread over the record
+    y = xr.open_zarr(store, consolidated=False).PRATEsfc_truth.values.astype(np.float64)
+    picks = np.unique(np.round(np.linspace(0, NT - 1, 40)).astype(int))
+    w = (output_grid(N).area.values / output_grid(N).area.values.sum()).ravel()
+    flat = y[picks].reshape(len(picks), -1)
+    variance = (((flat - (flat @ w)[:, None]) ** 2) @ w).mean()
+    assert float(spec.sel(source="truth").sum()) == pytest.approx(variance, rel=0.06)

@@ -58,6 +58,24 @@ def test_fair_crps_matches_brute_force_and_properscoring_relation(rng):
     np.testing.assert_allclose(got, ordinary - pair / (2 * k * k * (k - 1)), rtol=1e-9, atol=1e-22)
 
 
+def test_fair_and_standard_crps_against_properscoring_and_the_fair_formula(rng):
+    k = 5
+    ens = _gamma(rng, (k, 3, 6, 3, 3))
+    y = _gamma(rng, (3, 6, 3, 3))
+    fair, standard = skill.crps_fair_and_standard(field(ens, member=True), field(y))
+    expected_standard = properscoring.crps_ensemble(y, np.moveaxis(ens, 0, -1))     # the standard estimator
+    pair = sum(np.abs(ens[i] - ens[j]) for i in range(k) for j in range(k))          # brute force Σ_k Σ_l
+    expected_fair = np.abs(ens - y).mean(0) - pair / (2 * k * (k - 1))
+    np.testing.assert_allclose(standard.values, expected_standard, rtol=1e-10, atol=1e-22)
+    np.testing.assert_allclose(fair.values, expected_fair, rtol=1e-10, atol=1e-22)
+    assert np.all(fair.values <= standard.values)
+    one = field(ens[:1], member=True)                    # one member: both are its absolute error
+    for crps in skill.crps_fair_and_standard(one, field(y)):
+        np.testing.assert_allclose(crps.values, np.abs(ens[0] - y), rtol=1e-12)
+    lazy = skill.crps_fair_and_standard(field(ens, member=True).chunk(member=1, time=1), field(y).chunk(time=1))
+    np.testing.assert_allclose(lazy[0].values, expected_fair, rtol=1e-10, atol=1e-22)
+
+
 def _ensemble_and_truth(rng, k, n_time, member_sd, truth_sd=1.0):
     centre = rng.normal(size=(n_time, 6, 4, 4))            # a predictable part shared by members and truth
     truth = centre + truth_sd * rng.normal(size=centre.shape)

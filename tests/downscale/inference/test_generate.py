@@ -65,8 +65,10 @@ def test_output_is_a_complete_cf_store_with_baselines_truth_and_provenance(refer
     ds = store.open_output(reference)
     assert ds.PRATEsfc.dims == ("member", "time", "tile", "grid_yt", "grid_xt")
     assert ds.PRATEsfc.shape == (3, 16, 6, 16, 16)
-    for name in ("PRATEsfc_bilinear", "PRATEsfc_deterministic", "PRATEsfc_qm", "PRATEsfc_truth"):
+    for name in ("PRATEsfc_bilinear", "PRATEsfc_deterministic", "PRATEsfc_deterministic_raw", "PRATEsfc_qm",
+                 "PRATEsfc_truth"):
         assert ds[name].dims == ("time", "tile", "grid_yt", "grid_xt"), name
+    assert ds.PRATEsfc_ensemble_raw.dims == ds.PRATEsfc.dims
     assert ds.PRATEsfc_coarse.dims == ("time", "tile", "grid_yt_coarse", "grid_xt_coarse")
     assert "PRATEsfc" in ds.cf[["precipitation_flux"]].data_vars
     assert ds.PRATEsfc.attrs["units"] == "kg m-2 s-1"
@@ -81,10 +83,23 @@ def test_output_is_a_complete_cf_store_with_baselines_truth_and_provenance(refer
     fine = xr.open_zarr(setup["catalog"].parent / catalog["members"]["0002"]["fine"]["urlpath"])
     np.testing.assert_allclose(ds.PRATEsfc_truth.values, fine.PRATEsfc.transpose("time", "tile", ...).values,
                                rtol=1e-6, atol=1e-12)
-    # the bilinear baseline is mass-corrected: its block means are the coarse input
+    # the bilinear baseline, the members and μ are mass-corrected: their block means are the coarse input;
+    # the raw members and raw μ are not
     area = ds.area.rename(grid_yt="y", grid_xt="x")
-    back = coarse_grain(ds.PRATEsfc_bilinear.rename(grid_yt="y", grid_xt="x"), area, 4)
-    np.testing.assert_allclose(back.values, ds.PRATEsfc_coarse.values, rtol=1e-4, atol=1e-10)
+    coarse = ds.PRATEsfc_coarse.values
+
+    def block_means(name: str) -> np.ndarray:
+        return coarse_grain(ds[name].rename(grid_yt="y", grid_xt="x"), area, 4).values
+
+    for name in ("PRATEsfc_bilinear", "PRATEsfc", "PRATEsfc_deterministic"):
+        np.testing.assert_allclose(block_means(name), np.broadcast_to(coarse, block_means(name).shape),
+                                   rtol=1e-4, atol=1e-10, err_msg=name)
+    for name in ("PRATEsfc_ensemble_raw", "PRATEsfc_deterministic_raw"):
+        assert np.abs(block_means(name) - coarse).max() > 1e-3 * np.abs(coarse).max(), name
+    # the correction is bounded (max_ratio 2): no corrected value beyond 2 × its raw value + the coarse value
+    raw, corrected = ds.PRATEsfc_ensemble_raw.values, ds.PRATEsfc.values
+    up = np.repeat(np.repeat(coarse, 4, axis=-2), 4, axis=-1)
+    assert (corrected <= 2 * raw + up * (1 + 1e-5) + 1e-12).all()
     seeds = ds.seed.values
     assert seeds.shape == (3, 16) and len(np.unique(seeds)) == seeds.size
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from downscale.inference.samplers import SamplerConfig, sample
+from downscale.models.samplers import SamplerConfig, sample
 from downscale.inference.windows import count_window_evaluations, fused_denoiser, window_starts, window_weights
 
 

@@ -59,7 +59,7 @@ def test_edge_perturbation_reaches_the_neighbour_tile_and_zero_padding_would_not
     bumped = x.clone()
     bumped[0, :, 0, N - 1, k] += 1.0                        # tile 0 (file 1), on its N edge
     nbr, nbr_edge, reversed_ = EDGE_CONNECTIVITY[0]["N"]
-    assert (nbr, nbr_edge, reversed_) == (2, "W", True)    # SCHEMA.md §3: tile 1 N joins tile 3 W, reversed
+    assert (nbr, nbr_edge, reversed_) == (2, "W", True)    # docs/cube-sphere.md: tile 1 N joins tile 3 W, reversed
 
     effect = (conv(bumped) - conv(x)).abs().amax(dim=(0, 1))               # (6, n, n)
     seam_row = N - 1 - k                                    # reversed: along index k lands at row n-1-k

@@ -7,6 +7,7 @@ import torch
 
 from data_catalog.cubesphere import cell_areas
 from downscale.models.config import network_preset
+from downscale.models.samplers import SamplerConfig
 from downscale.models.downscaler import VideoDownscaler
 
 B, T, C_COND, N = 2, 3, 4, 16
@@ -32,9 +33,12 @@ def test_shapes_losses_and_sampling():
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     assert torch.allclose(losses["total"], losses["mean_loss"] + losses["diffusion_loss"])
     model.eval()
-    a = model.sample(cond, num_steps=3, generator=torch.Generator().manual_seed(5))
-    b = model.sample(cond, num_steps=3, generator=torch.Generator().manual_seed(5), mean=model.forward_mean(cond))
+    latents = torch.randn(target.shape, generator=torch.Generator().manual_seed(5))
+    a = model.sample(cond, latents)
+    b = model.sample(cond, latents, mean=model.forward_mean(cond))
     assert a.shape == target.shape and torch.equal(a, b)
+    c = model.sample(cond, latents, SamplerConfig(kind="heun", num_steps=3))
+    assert c.shape == target.shape and not torch.equal(a, c)
     assert model.sigma_data == 0.8
     with pytest.raises(ValueError, match="does not fit cond"):
         model.loss(cond, target[..., :8, :8], area)
@@ -49,7 +53,7 @@ def test_patch_geometry_switches_both_networks():
     cond, target = torch.randn(B, T, C_COND, 12, 8), torch.randn(B, T, 1, 12, 8)
     losses = model.loss(cond, target, torch.ones(12, 8))
     assert torch.isfinite(losses["total"])
-    assert model.eval().sample(cond, num_steps=2).shape == target.shape
+    assert model.eval().sample(cond, torch.randn(target.shape)).shape == target.shape
 
 
 @pytest.mark.parametrize("detach", [False, True])

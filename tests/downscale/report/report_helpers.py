@@ -1,6 +1,6 @@
 """A tiny ensemble-shaped inference output store for the report tests (a uniquely named module: test
-files import it directly): C16 from C8, 12 days 3-hourly, 3 members, two baselines, truth, coarse input,
-cell corners and provenance attributes."""
+files import it directly): C16 from C8, 12 days 3-hourly, 3 members, an extra ensemble (``ensemble_raw``), two
+baselines, truth, coarse input, cell corners and provenance attributes."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def write_output_store(path: Path, *, with_factor: bool = True) -> Path:
     coarse = coarse_grain(xr.DataArray(truth, dims=("time", "tile", "y", "x")),
                           grid.area.drop_vars("tile"), FACTOR).values
     members = truth[None] * rng.lognormal(0.0, 0.5, size=(K,) + truth.shape).astype(np.float32)
+    raw = members * np.float32(1.1)
     attrs = {"units": "kg m-2 s-1", "standard_name": "precipitation_flux"}
     fine = ("time", "tile", "grid_yt", "grid_xt")
     corners = ("tile", "grid_y", "grid_x")
@@ -49,6 +50,7 @@ def write_output_store(path: Path, *, with_factor: bool = True) -> Path:
         global_attrs["factor"] = FACTOR
     ds = xr.Dataset(
         {"PRATEsfc": (("member",) + fine, members, attrs),
+         "PRATEsfc_ensemble_raw": (("member",) + fine, raw, attrs),
          "PRATEsfc_deterministic": (fine, truth * np.float32(0.9) + np.float32(2e-6), attrs),
          "PRATEsfc_bilinear": (fine, np.repeat(np.repeat(coarse, FACTOR, -2), FACTOR, -1) * 1.05, attrs),
          "PRATEsfc_truth": (fine, truth, attrs),

@@ -22,7 +22,7 @@ from report_helpers import FACTOR, PROVENANCE
 EXPECTED_FIGURES = {
     "annual-mean", "annual-bias", "annual-percent-bias", "seasonal-mean", "seasonal-bias", "zoom-california",
     "zoom-himalayas", "histogram", "qq", "wet-days", "dry-spells", "return-levels-california",
-    "return-levels-himalayas", "power-spectrum", "autocorrelation", "diurnal-cycle", "rank-histogram",
+    "return-levels-himalayas", "power-spectrum", "autocorrelation", "diurnal-cycle", "rank-histogram", "reliability",
 }
 
 
@@ -38,7 +38,10 @@ def test_diagnostics_folder(report_run):
     assert diags.config["factor"] == FACTOR and diags.config["n_boot"] == 20
     assert diags.config["window_joins"] == list(range(8, 96, 8))          # from the store's attribute
     assert diags.evaluation["factor_from"] == "store attribute"
-    assert list(diags.scalars.source.values) == ["ensemble", "bilinear", "deterministic", "coarse", "truth"]
+    assert list(diags.scalars.source.values) == ["ensemble", "ensemble_raw", "bilinear", "deterministic", "coarse",
+                                                 "truth"]
+    assert list(diags.scalars.source_kind.values) == ["ensemble", "ensemble", "baseline", "baseline", "coarse",
+                                                      "truth"]
     assert np.isnan(float(diags.scalars.spread_skill.sel(source="bilinear", region="global")))   # null → NaN
     assert "metrics" in report_run.stdout and "report:" in report_run.stdout
 
@@ -65,15 +68,38 @@ def test_summary_first_offline_and_sane_size(page):
     assert len(page.encode()) < 6_000_000
 
 
-def test_summary_table_units_ratios_and_targets(page):
+def test_summary_table_units_ratios_and_targets(page, report_run):
     summary = page[page.index('id="table-summary"'):page.index("</table>", page.index('id="table-summary"'))]
-    for text in ("CRPS / best baseline", "mm/day", "≤ 0.85", "0.8 – 1.2", "|·| ≤ 5 %", "spread–skill ratio",
-                 "seam ratio", "mass consistency", "PE: |Δ 99.999th percentile|", "EMD", "SAE"):
+    for text in ("fair CRPS (K−1 estimator, estimates an infinite ensemble)", "standard CRPS (this K-member "
+                 "ensemble)", "fair CRPS / best baseline", "standard CRPS / best baseline", "mm/day", "≤ 0.75",
+                 "≤ 0.85", "0.8 – 1.2", "|·| ≤ 5 %", "spread–skill ratio", "seam ratio", "mass consistency",
+                 "PE: |Δ 99.999th percentile|", "EMD", "SAE", "Brier score: rate above the truth&#x27;s 99th",
+                 "q99.9 / q99.99 inside the truth&#x27;s 95 % interval"):
         assert text in summary, text
+    assert "<td>CRPS</td>" not in summary                          # no unlabelled CRPS
     assert re.search(r'class="(pass|miss)"', summary)
     header = re.search(r"<thead><tr>(.*?)</tr></thead>", summary).group(1)
-    assert re.findall(r"<th>([^<]+)</th>", header)[3:] == ["ensemble", "bilinear", "deterministic", "coarse"]
+    assert re.findall(r"<th>([^<]+)</th>", header)[3:] == ["ensemble", "ensemble_raw", "bilinear", "deterministic",
+                                                          "coarse"]
+    inside = re.search(r"q99.9 / q99.99 inside the truth&#x27;s 95 % interval</td>(.*?)</tr>", summary).group(1)
+    scalars = read_diagnostics(report_run.diagnostics).scalars.sel(region="global")
+    expected = [" / ".join("yes" if bool(scalars[f"{t}_in_truth_interval"].sel(source=s)) else "no"
+                           for t in ("q999", "q9999")) for s in ("ensemble", "ensemble_raw", "bilinear",
+                                                                 "deterministic", "coarse")]
+    assert re.findall(r"<td>([^<]*)</td>", inside)[2:] == expected
+    assert expected[1] == "no / no"                                 # raw = 1.1 x members: a heavier tail
     assert 'id="table-exceedance"' in page and "&gt; 10 mm/day" in page
+
+
+def test_heavy_rain_section(page):
+    section = page[page.index('<section id="heavy-rain"'):]
+    section = section[:section.index("</section>")]
+    for table in ("table-extreme-quantiles", "table-region-brier_q99", "table-region-brier_q999"):
+        assert f'id="{table}"' in section, table
+    assert "bootstrap over whole days" in section and "n/s" in section
+    assert "Not supported by the truth&#x27;s sample: global 99.999" in section    # 147 456 values: 1.5 above
+    regional = page[page.index('<section id="regional"'):]
+    assert 'id="table-region-crps_fair"' in regional and 'id="table-region-crps_standard"' in regional
 
 
 def test_provenance(page, report_run):

@@ -10,7 +10,7 @@ from data_catalog.cubesphere import cube_sphere_grid
 from downscale.report import figures_distribution as fd
 from downscale.report import figures_maps as fm
 from downscale.report.style import log_ticks, source_colors
-from downscale.report.tables import summary_table, targets_table
+from downscale.report.tables import TARGETS, extreme_quantile_table, summary_table, targets_table
 
 
 def _maps(n: int = 8) -> xr.Dataset:
@@ -36,27 +36,47 @@ def test_absent_seasons_are_skipped():
 
 
 def _scalars(crps_ratio: float, spread: float, rel_bias: float) -> xr.Dataset:
-    src = ["ensemble", "bilinear", "truth"]
+    src = ["ensemble", "ensemble_raw", "bilinear", "truth"]
     reg = ["global"]
     def per(values):
         return (("source", "region"), np.array(values, dtype=float)[:, None], {"units": "1"})
-    return xr.Dataset({"crps": (("source", "region"), np.array([[1e-5], [2e-5], [0.0]]), {"units": "kg m-2 s-1"}),
-                       "crps_ratio": per([crps_ratio, 1.0, 0.0]), "spread_skill": per([spread, np.nan, np.nan]),
-                       "relative_bias": per([rel_bias, 0.1, 0.0])}, coords={"source": src, "region": reg})
+    flux = np.array([[1e-5], [1.2e-5], [2e-5], [0.0]])
+    return xr.Dataset({"crps_fair": (("source", "region"), flux, {"units": "kg m-2 s-1"}),
+                       "crps_standard": (("source", "region"), 1.1 * flux, {"units": "kg m-2 s-1"}),
+                       "crps_fair_ratio": per([crps_ratio, 0.6, 1.0, 0.0]),
+                       "crps_standard_ratio": per([crps_ratio + 0.1, 0.66, 1.0, 0.0]),
+                       "spread_skill": per([spread, 1.0, np.nan, np.nan]),
+                       "relative_bias": per([rel_bias, -0.03, 0.1, 0.0]),
+                       "q999_in_truth_interval": (("source", "region"), np.array([[True], [False], [False], [True]])),
+                       "q9999_in_truth_interval": (("source", "region"), np.array([[True], [True], [False], [True]])),
+                       "supported_q9999": (("source", "region"), np.array([[True], [True], [True], [False]]))},
+                      coords={"source": src, "region": reg})
 
 
 def test_targets_pass_and_miss_on_the_ensemble_only():
-    table = summary_table(_scalars(0.8, 1.5, -0.03))
+    table = summary_table(_scalars(0.7, 1.5, -0.03))
     rows = {r[0].text: r for r in table.rows}
-    assert table.header == ["metric", "units", "target", "ensemble", "bilinear"]     # no truth column
-    assert rows["CRPS"][1].text == "mm/day" and rows["CRPS"][3].text == "0.864"      # 1e-5 kg m-2 s-1
-    assert rows["CRPS / best baseline"][3].status == "pass"
+    assert table.header == ["metric", "units", "target", "ensemble", "ensemble_raw", "bilinear"]   # no truth
+    fair = rows["fair CRPS (K−1 estimator, estimates an infinite ensemble)"]
+    assert fair[1].text == "mm/day" and fair[3].text == "0.864"                      # 1e-5 kg m-2 s-1
+    assert rows["standard CRPS (this K-member ensemble)"][3].text == "0.95"
+    ratio = rows["fair CRPS / best baseline"]
+    assert ratio[2].text == "≤ 0.75" and ratio[3].status == "pass"
+    assert rows["standard CRPS / best baseline"][2].text == "≤ 0.85"
+    assert rows["standard CRPS / best baseline"][3].status == "pass"
+    assert rows["fair CRPS / best baseline"][4].status is None                        # an extra ensemble: no target
     assert rows["spread–skill ratio"][3].status == "miss"
-    bias = rows["relative bias of the area-weighted mean"]
-    assert (bias[1].text, bias[3].text, bias[3].status, bias[4].status) == ("%", "-3", "pass", None)
-    results = {r[0].text: r[-1].text for r in targets_table(_scalars(0.9, 1.0, 0.0)).rows}
-    assert results["CRPS / best baseline"] == "miss" and results["spread–skill ratio"] == "pass"
+    bias = rows["relative bias of the area-weighted mean"]      # checked on the raw ensemble (column 4)
+    assert (bias[1].text, bias[3].text, bias[3].status, bias[4].status, bias[5].status) == ("%", "-3", None,
+                                                                                           "pass", None)
+    inside = rows["q99.9 / q99.99 inside the truth's 95 % interval"]
+    assert [c.text for c in inside[3:]] == ["yes / yes (n/s)", "no / yes (n/s)", "no / no (n/s)"]
+    results = {r[0].text: r[-1].text for r in targets_table(_scalars(0.8, 1.0, 0.0)).rows}
+    assert results["relative bias of the area-weighted mean (ensemble_raw)"] == "pass"
+    assert results["fair CRPS / best baseline"] == "miss" and results["standard CRPS / best baseline"] == "miss"
+    assert results["spread–skill ratio"] == "pass"
     assert results["PE / best baseline"] == "miss"                                    # not computed: not a pass
+    assert "crps" not in TARGETS and "crps_ratio" not in TARGETS
 
 
 def test_log_ticks_are_readable():
@@ -86,3 +106,42 @@ def test_return_levels_without_any_fit_say_so():
                                 "return_period": [1.0, 10.0, 100.0]})
     fig = fd.return_level_figure(curves, source_colors(["ensemble", "truth"]), "california")
     assert any("no source has" in t.get_text() for t in fig.axes[0].texts)
+
+
+def _extremes() -> xr.Dataset:
+    """Extreme-quantile curves of two sources, the 99.999th percentile unsupported by the truth."""
+    stat = ["value", "lower", "upper", "se"]
+    q = [0.999, 0.99999]
+    value = np.array([[[[1, 0.9, 1.1, 0.05], [2, 1.5, 2.5, 0.3]]], [[[1.2, 1.0, 1.4, 0.1], [3, 2, 4, 0.5]]]])
+    pe = np.abs(value - value[1:])
+    dims = ("source", "region", "extreme_quantile", "stat")
+    flux = {"units": "kg m-2 s-1", "n_boot": 50}
+    return xr.Dataset({"extreme_quantile_value": (dims, value / 86400, flux),
+                       "extreme_pe": (dims, pe / 86400, flux),
+                       "extreme_supported": (dims[:3], np.array([[[True, True]], [[True, False]]]))},
+                      coords={"source": ["ensemble", "truth"], "region": ["global"], "extreme_quantile": q,
+                              "stat": stat})
+
+
+def test_extreme_quantile_table_marks_unsupported_quantiles():
+    table = extreme_quantile_table(_extremes())
+    assert table.header == ["region", "percentile", "truth (mm/day)", "PE ensemble"]
+    assert [c.text for c in table.rows[0]] == ["global", "99.9", "1.2 [1, 1.4] ± 0.1", "0.2 [0.1, 0.3]"]
+    assert [c.text for c in table.rows[1]] == ["global", "99.999", "3 [2, 4] ± 0.5 (n/s)", "1 [0.5, 1.5] (n/s)"]
+    assert "Not supported by the truth's sample: global 99.999" in table.caption and "50 resamples" in table.caption
+
+
+def test_reliability_figure_draws_every_source_but_the_truth():
+    p = np.linspace(0, 1, 4)
+    freq = np.stack([np.stack([p, p ** 2])[:, None], np.stack([p, p])[:, None]])       # (source, thr, region, p)
+    dims = ("source", "threshold_quantile", "region", "probability")
+    curves = xr.Dataset({"reliability_frequency": (dims, freq), "reliability_weight": (dims, np.full(freq.shape, 0.25)),
+                         "brier_threshold": (("region", "threshold_quantile"), [[1e-4, 3e-4]])},
+                        coords={"source": ["ensemble", "truth"], "threshold_quantile": [0.99, 0.999],
+                                "region": ["global"], "probability": p})
+    fig = fd.reliability_figure(curves, source_colors(["ensemble", "truth"]))
+    assert len(fig.axes) == 2
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels == ["ensemble", "perfect"]
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), p ** 2)
+    assert "8.64 mm/day" in fig.axes[0].get_title()

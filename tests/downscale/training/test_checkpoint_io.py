@@ -96,6 +96,6 @@ def test_checkpoint_callbacks_last_and_two_best(tmp_path):
     periodic, crps, tail = checkpoint_callbacks(tmp_path, every_n_steps=25)
     assert all(isinstance(c, ModelCheckpoint) for c in (periodic, crps, tail))
     assert periodic.save_last and periodic._every_n_train_steps == 25 and periodic.monitor is None
-    assert (crps.monitor, crps.mode, crps.save_top_k) == ("val/crps", "min", 1)
+    assert (crps.monitor, crps.mode, crps.save_top_k) == ("val/crps_fair", "min", 1)
     assert (tail.monitor, tail.mode) == ("val/tail_error", "min")
     assert crps.filename == "best-crps" and tail.filename == "best-tail"

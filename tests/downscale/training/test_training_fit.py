@@ -18,7 +18,7 @@ from downscale.training.ddp_script import tiny_config
 from downscale.training.module import DownscalingModule
 from downscale.training.trainer import build_datamodule, export_bundle, fit, load_model_from_bundle, train
 
-VAL_METRICS = ("val/crps", "val/mae_mean", "val/q999_ratio", "val/q9999_ratio", "val/tail_error")
+VAL_METRICS = ("val/crps_fair", "val/crps_standard", "val/residual_std_ratio", "val/mae_mean", "val/q999_ratio", "val/q9999_ratio", "val/tail_error")
 
 
 class Snapshots(pl.Callback):
@@ -59,7 +59,7 @@ def test_fit_writes_checkpoints_logs_and_bundle(trained, tiny_prepared):
     best = torch.load(ckpts / "best-crps.ckpt", map_location="cpu", weights_only=True)
     assert best["global_step"] in (3, 6)  # validations ran after steps 3 and 6
     rows = list(csv.DictReader((config.output_dir / "logs" / "metrics.csv").open()))
-    val_rows = [r for r in rows if r["val/crps"]]
+    val_rows = [r for r in rows if r["val/crps_fair"]]
     assert [int(r["step"]) for r in val_rows] == [2, 5]  # logged at the 0-based step index of the 3rd, 6th step
     for r in val_rows:
         for name in VAL_METRICS:
@@ -90,10 +90,11 @@ def test_bundle_reproduces_the_ema_model(trained, tiny_prepared):
         cond = module.conditioning(batch)
         with module.ema.averaged(module.net):
             mu_ema = module.net.forward_mean(cond)
-            sample_ema = module.net.sample(cond, 3, torch.Generator().manual_seed(5))
+            latents = torch.randn(mu_ema.shape, generator=torch.Generator().manual_seed(5))
+            sample_ema = module.net.sample(cond, latents)
         mu_live = module.net.forward_mean(cond)
         mu_bundle = net.forward_mean(cond)
-        sample_bundle = net.sample(cond, 3, torch.Generator().manual_seed(5))
+        sample_bundle = net.sample(cond, latents)
     assert torch.equal(mu_bundle, mu_ema) and torch.equal(sample_bundle, sample_ema)
     assert not torch.equal(mu_live, mu_ema)  # the bundle holds the EMA, not the live weights
     assert meta.network["frames"] == 3 and meta.network["activation_checkpointing"] is False
@@ -159,4 +160,4 @@ def test_patch_mode_trains_and_validates(tiny_prepared, tmp_path):
                          validation={"every_n_steps": 3})
     trainer, module = fit(config)
     assert trainer.global_step == 3 and module.net.geometry == "patch"
-    assert math.isfinite(float(trainer.callback_metrics["val/crps"]))
+    assert math.isfinite(float(trainer.callback_metrics["val/crps_fair"]))

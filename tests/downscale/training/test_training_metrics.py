@@ -8,10 +8,13 @@ import numpy as np
 import properscoring
 import pytest
 import torch
+import xarray as xr
 from torch import nn
 
 from downscale.training.ema import EMA, ema_decay_at
-from downscale.training.metrics import LogHistogram, area_weighted_mean, fair_crps, tail_error, tail_ratios
+from downscale.diagnostics.distribution import histogram_quantiles
+from downscale.diagnostics.histogram import histogram
+from downscale.training.metrics import TailCounts, fair_crps, standard_crps, tail_error, tail_ratios
 from downscale.training.module import warmup_cosine
 
 
@@ -27,6 +30,8 @@ def test_fair_crps_matches_the_pairwise_definition_and_properscoring():
     # properscoring gives the ordinary (not fair) CRPS: fair = ordinary − spread term · 1/(K−1) correction
     ordinary = properscoring.crps_ensemble(y, np.moveaxis(ens, 0, -1))
     np.testing.assert_allclose(got, ordinary - pairwise / (2 * k * k) / (k - 1), rtol=1e-8, atol=1e-20)
+    standard = standard_crps(torch.from_numpy(ens), torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(standard, ordinary, rtol=1e-8, atol=1e-20)
 
 
 def test_fair_crps_of_a_perfect_deterministic_ensemble_is_zero_and_needs_two_members():
@@ -36,35 +41,36 @@ def test_fair_crps_of_a_perfect_deterministic_ensemble_is_zero_and_needs_two_mem
         fair_crps(y[None], y)
 
 
-def test_area_weighted_mean_uses_the_weights():
-    x = torch.tensor([[[1.0, 3.0]]]).expand(6, 1, 2)
-    w = torch.tensor([[[1.5, 0.5]]]).expand(6, 1, 2)
-    assert area_weighted_mean(x, w).item() == pytest.approx((1.5 + 1.5) / 2)
-
-
-def test_log_histogram_quantiles_match_numpy_within_a_bin():
+def test_validation_tail_quantiles_are_the_reports_statistic():
+    """Counts added batch by batch with area weights give the quantiles the report reads off its histogram."""
     rng = np.random.default_rng(1)
-    values = rng.gamma(0.3, 3e-5, size=400_000)
-    values[rng.random(values.size) < 0.4] = 0.0
-    hist = LogHistogram()
-    for part in np.array_split(values, 7):  # counts add up batch by batch
-        hist.update(torch.from_numpy(part).float())
-    assert hist.counts.sum().item() == values.size
-    bin_width = 10 ** ((hist.log_ceiling - hist.log_floor) / hist.bins) - 1
-    for q in (0.5, 0.9, 0.999, 0.9999):
-        assert hist.quantile(q) == pytest.approx(np.quantile(values, q), rel=2 * bin_width + 1e-3)
+    values = rng.gamma(0.3, 3e-5, size=(8, 6, 10, 10))
+    values[rng.random(values.shape) < 0.4] = 0.0
+    area = rng.uniform(0.5, 1.5, size=(6, 10, 10))
+    counts = TailCounts()
+    for part in np.array_split(values, 3):
+        counts.update(torch.from_numpy(part).float(), torch.from_numpy(area))
+    report = histogram(xr.DataArray(values.astype(np.float32), dims=["time", "tile", "y", "x"]),
+                       xr.DataArray(area, dims=["tile", "y", "x"]))
+    expected = histogram_quantiles(report, [0.9, 0.999, 0.9999]).values
+    got = counts.quantiles((0.9, 0.999, 0.9999))
+    np.testing.assert_allclose(list(got.values()), expected, rtol=1e-9)
+    unweighted = TailCounts()
+    unweighted.update(torch.from_numpy(values).float(), torch.ones(6, 10, 10, dtype=torch.float64))
+    assert unweighted.quantiles((0.999,))[0.999] != pytest.approx(got[0.999], rel=1e-6)  # the weights count
 
 
 def test_tail_ratios_and_error():
-    truth, pred = LogHistogram(), LogHistogram()
-    x = torch.from_numpy(np.random.default_rng(2).gamma(0.5, 1e-5, size=200_000))
-    truth.update(x)
-    pred.update(2 * x)  # every value doubled: every quantile ratio is 2
+    truth, pred = TailCounts(), TailCounts()
+    x = torch.from_numpy(np.random.default_rng(2).gamma(0.5, 1e-5, size=(2000, 6, 4, 4)))
+    w = torch.ones(6, 4, 4, dtype=torch.float64)
+    truth.update(x, w)
+    pred.update(2 * x, w)  # every value doubled: every quantile ratio is 2
     ratios = tail_ratios(pred, truth)
     assert set(ratios) == {0.999, 0.9999}
     for r in ratios.values():
-        assert r == pytest.approx(2.0, rel=0.02)
-    assert tail_error(ratios) == pytest.approx(1.0, rel=0.02)
+        assert r == pytest.approx(2.0, rel=0.01)
+    assert tail_error(ratios) == pytest.approx(1.0, rel=0.01)
 
 
 def test_ema_warmup_update_and_swap():
