@@ -97,7 +97,7 @@ def load(args: argparse.Namespace, **fields: Any):
 
     config = base_config(args, Path(tempfile.gettempdir()) / "unused.zarr", **fields)
     run = open_run(config)
-    rt = load_runtime(config.bundle, "cpu", config.sampler, config.window_stride, config.members_per_batch,
+    rt = load_runtime(config.bundle, "cpu", config.sampler, config.stride(run.meta.clip_frames), config.members_per_batch,
                       run.fine_grid["lat"].values, run.fine_grid["lon"].values, run.topography)
     return run, rt
 
@@ -237,7 +237,7 @@ def _choose(rows: list[dict[str, Any]], kind: str, key: str = "") -> dict[str, A
 
 def nfe_curve(args: argparse.Namespace) -> dict[str, Any]:
     from data_catalog.upsample import correct_block_means
-    from downscale.inference.generate import COARSE_PRECIPITATION
+    from downscale.inference.store import COARSE as COARSE_PRECIPITATION
     from downscale.inference.config import GenerateConfig
     from downscale.models.samplers import SamplerConfig
 

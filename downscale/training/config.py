@@ -83,7 +83,7 @@ class ValidationConfig(_Section):
             steps = doc.pop("sampler_steps")
             if "sampler" in doc:
                 raise ValueError("give 'sampler' (the sampler config) or the old 'sampler_steps', not both")
-            doc["sampler"] = {"kind": "heun", "num_steps": steps}
+            doc["sampler"] = {"kind": "heun", "num_steps": steps, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
         return doc
 
 

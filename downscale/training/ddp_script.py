@@ -69,7 +69,7 @@ def tiny_config(dataset: str | Path, output_dir: str | Path, **overrides: Any) -
         "dataset": str(dataset), "output_dir": str(output_dir), "network": {"preset": "tiny"},
         "max_steps": 6, "batch_size": 2, "seed": 7, "log_every_n_steps": 1,
         "optimizer": {"lr": 1e-3, "warmup_steps": 2},
-        "validation": {"every_n_steps": 3, "ensemble_size": 2, "members_per_batch": 2, "sampler_steps": 2,
+        "validation": {"every_n_steps": 3, "ensemble_size": 2, "members_per_batch": 2, "sampler": {"kind": "dpmpp_2m", "num_steps": 2},
                        "max_batches": 1},
         "hardware": {"accelerator": "cpu", "devices": 1, "num_workers": 0, "deterministic": True},
         "checkpoint": {"every_n_steps": 2},

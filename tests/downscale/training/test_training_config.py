@@ -44,6 +44,19 @@ def test_defaults_and_preset_shorthand():
     assert two.mean_stage_steps == 250
 
 
+def test_validation_samples_with_the_production_sampler_and_reads_old_configs():
+    from downscale.inference.config import GenerateConfig
+    from downscale.models.samplers import PRODUCTION_SAMPLER
+
+    c = TrainConfig.model_validate(_base())
+    assert c.validation.sampler == PRODUCTION_SAMPLER == GenerateConfig.model_fields["sampler"].default
+    old = TrainConfig.model_validate(_base(validation={"sampler_steps": 8}))   # a config written before `sampler`
+    assert (old.validation.sampler.kind, old.validation.sampler.num_steps, old.validation.sampler.sigma_max) == (
+        "heun", 8, 80.0)
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig.model_validate(_base(validation={"sampler_steps": 8, "sampler": {"kind": "heun", "num_steps": 8}}))
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ({"spatial_mode": "patch"}, "needs patch_size"),
     ({"patch_size": 64}, "spatial_mode is 'cube'"),
