@@ -309,12 +309,12 @@ class DownscalingModule(pl.LightningModule):
         ensemble = self._physical(normalized)
         truth, mean = self._physical(target[keep]), self._physical(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
-        self._sums[0] += self._per_clip_mean(fair_crps(ensemble, truth), weights).sum()
-        self._sums[1] += self._per_clip_mean(standard_crps(ensemble, truth), weights).sum()
-        self._sums[2] += self._per_clip_mean((mean - truth).abs(), weights).sum()
         mu_kept = mu[keep].float()
-        self._sums[3] += self._per_clip_mean(((normalized - mu_kept) ** 2).mean(0), weights).sum()
-        self._sums[4] += self._per_clip_mean((target[keep].float() - mu_kept) ** 2, weights).sum()
-        self._sums[5] += truth.shape[0]
+        per_clip = {"crps_fair": fair_crps(ensemble, truth), "crps_standard": standard_crps(ensemble, truth),
+                    "mae_mean": (mean - truth).abs(), "residual_sq_sample": ((normalized - mu_kept) ** 2).mean(0),
+                    "residual_sq_true": (target[keep].float() - mu_kept) ** 2}
+        for name, field in per_clip.items():
+            self._sums[self._SUMS.index(name)] += self._per_clip_mean(field, weights).sum()
+        self._sums[self._SUMS.index("clips")] += truth.shape[0]
         self._hist_true.update(truth, weights)
         self._hist_pred.update(ensemble, weights)
