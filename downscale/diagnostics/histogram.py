@@ -75,7 +75,7 @@ def weighted_counts(values: np.ndarray, weights: np.ndarray, bins: LogBins) -> n
     return counts
 
 
-def _stacked_weights(values: xr.DataArray, weights: xr.DataArray | None) -> tuple[np.ndarray, str | None]:
+def stacked_weights(values: xr.DataArray, weights: xr.DataArray | None) -> tuple[np.ndarray, str | None]:
     """Weights as numpy ``(R, …)`` broadcastable to ``(R, *values.shape)`` (R = 1 without an extra dim),
     and the name of the one weight dim the values lack (e.g. ``region``), if any."""
     if weights is None:
@@ -96,7 +96,7 @@ def reduce_blocks(func: Callable[[np.ndarray, np.ndarray], np.ndarray], values: 
     """Σ over blocks of ``func(value_block, weight_block (R, …)) -> (R, size)``, and the extra weight dim
     (R along it; None and R = 1 without one). Weights are loaded (a static field is small); numpy in →
     numpy out, dask in → a lazy dask array with one small task per block (nothing is computed)."""
-    w, extra = _stacked_weights(values, weights)
+    w, extra = stacked_weights(values, weights)
     n_sets = w.shape[0]
     if values.chunks is None:
         return func(values.values, w), extra

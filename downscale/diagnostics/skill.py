@@ -22,7 +22,7 @@ in m² (or a regional weight, :mod:`downscale.diagnostics.weights`). Units are t
 
 Example::
 
-    >>> crps = weighted_mean(fair_crps(ens, truth), area)           # scalar, kg m-2 s-1
+    >>> crps = weighted_mean(crps_ensemble(ens, truth), area)   # fair; fair=False: standard           # scalar, kg m-2 s-1
     >>> ssr = spread_skill_ratio(ens, truth, area)
 """
 
@@ -99,24 +99,6 @@ def ensemble_pair_sum(ensemble: xr.DataArray, member_dim: str = MEMBER_DIM) -> x
                           dask="parallelized", output_dtypes=[np.float64])
 
 
-def crps_ensemble(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str = MEMBER_DIM,
-                  fair: bool = True) -> xr.DataArray:
-    """Pointwise CRPS of ``ensemble`` (``member_dim`` + the truth's dims) against ``truth``; ``fair``
-    (default) gives the unbiased estimator of the CRPS of the distribution the members are drawn from,
-    ``fair=False`` the CRPS of the empirical distribution (as ``properscoring.crps_ensemble``).
-    Units: kg m-2 s-1. A single member gives |x − y| in both forms.
-
-    Example: ``weighted_mean(crps_ensemble(ens, truth), area)``."""
-    require_dims(ensemble, [member_dim], "crps_ensemble")
-    _check_pair(ensemble, truth, "crps_ensemble")
-    k = ensemble.sizes[member_dim]
-    skill = abs(ensemble - truth).mean(member_dim)
-    if k == 1:
-        return skill
-    denominator = 2.0 * k * (k - 1) if fair else 2.0 * k * k
-    return skill - ensemble_pair_sum(ensemble, member_dim) / denominator
-
-
 def crps_fair_and_standard(ensemble: xr.DataArray, truth: xr.DataArray,
                            member_dim: str = MEMBER_DIM) -> tuple[xr.DataArray, xr.DataArray]:
     """Pointwise ``(fair, standard)`` CRPS of ``ensemble`` against ``truth`` sharing one skill term and one
@@ -136,12 +118,15 @@ def crps_fair_and_standard(ensemble: xr.DataArray, truth: xr.DataArray,
     return skill - pair / (2.0 * k * (k - 1)), skill - pair / (2.0 * k * k)
 
 
-def fair_crps(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str = MEMBER_DIM) -> xr.DataArray:
-    """The fair CRPS, :func:`crps_ensemble` with ``fair=True``.
+def crps_ensemble(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str = MEMBER_DIM,
+                  fair: bool = True) -> xr.DataArray:
+    """Pointwise CRPS of ``ensemble`` (``member_dim`` + the truth's dims) against ``truth``, one estimator of
+    :func:`crps_fair_and_standard`: ``fair`` (default) or the standard one (``fair=False``, as
+    ``properscoring.crps_ensemble``). Units: kg m-2 s-1. A single member gives |x − y| in both forms.
 
-    Example: ``weighted_mean(fair_crps(ens, truth), area)``
-    """
-    return crps_ensemble(ensemble, truth, member_dim, fair=True)
+    Example: ``weighted_mean(crps_ensemble(ens, truth), area)``."""
+    fair_crps, standard_crps = crps_fair_and_standard(ensemble, truth, member_dim)
+    return fair_crps if fair else standard_crps
 
 
 def spread_skill_ratio(ensemble: xr.DataArray, truth: xr.DataArray, weights: xr.DataArray,

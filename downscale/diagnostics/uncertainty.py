@@ -59,7 +59,7 @@ import xarray as xr
 
 from downscale.diagnostics.dims import TIME_DIM, require_dims
 from downscale.diagnostics.distribution import histogram_quantiles
-from downscale.diagnostics.histogram import BIN_DIM, LogBins
+from downscale.diagnostics.histogram import BIN_DIM, LogBins, stacked_weights
 
 DAY_DIM = "day"
 SAMPLE_DIM = "sample"
@@ -87,20 +87,6 @@ def day_index(time: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"time axis {time.name!r} holds no dates ({time.dtype}): days cannot be told apart") from err
     days, index = np.unique(floor, return_inverse=True)
     return days, index.ravel()
-
-
-def _weight_sets(x: xr.DataArray, weights: xr.DataArray | None) -> tuple[np.ndarray, str | None]:
-    """Weights as numpy ``(R, …)`` broadcastable to ``(R, *x.shape)`` and the one weight dim ``x`` lacks
-    (e.g. ``region``; None and R = 1 without)."""
-    if weights is None:
-        return np.ones((1,) * (x.ndim + 1)), None
-    extra = [d for d in weights.dims if d not in x.dims]
-    if len(extra) > 1:
-        raise ValueError(f"daily_histograms: weights may add at most one dim to {tuple(x.dims)}, got {extra}")
-    inner = [d for d in x.dims if d in weights.dims]
-    w = np.asarray(weights.transpose(*extra, *inner).values, dtype=np.float64)
-    shape = [weights.sizes[extra[0]] if extra else 1] + [x.sizes[d] if d in weights.dims else 1 for d in x.dims]
-    return w.reshape(shape), (extra[0] if extra else None)
 
 
 def _day_counts(values: np.ndarray, day: np.ndarray, weights: np.ndarray, bins: LogBins) -> np.ndarray:
@@ -141,7 +127,7 @@ def daily_histograms(x: xr.DataArray, weights: xr.DataArray | None = None, bins:
     if np.any(np.diff(index) < 0):
         raise ValueError(f"daily_histograms: time axis {time_dim!r} is not sorted")
     x = x.transpose(time_dim, ...)
-    w, extra = _weight_sets(x, weights)
+    w, extra = stacked_weights(x, weights)
     if x.chunks is None:
         counts = np.stack([_day_counts(x.values[index == d], np.zeros(int(np.sum(index == d)), np.int64), w, bins)[0]
                            for d in range(days.size)])

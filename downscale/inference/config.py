@@ -36,7 +36,7 @@ Validation errors name the field and the problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,7 +78,8 @@ class GenerateConfig(BaseModel):
                                  "the rest of its missing mass is added uniformly, so no spike is created")
     ensemble_variants: tuple[EnsembleVariant, ...] = Field(
         ("raw",), description="member-dim variables written beside the ensemble: 'raw' = the members before the "
-                              "mass correction (PRATEsfc_ensemble_raw), so the report scores both")
+                              "mass correction (PRATEsfc_ensemble_raw), so the report scores both; default [raw] "
+                              "with mass_correction, [] without")
     include_truth: bool = True
     device: str = "auto"
     workers: int = Field(1, ge=1, description="work items at once (Dask threads)")
@@ -86,6 +87,14 @@ class GenerateConfig(BaseModel):
     overwrite: bool = False
     append: bool = Field(False, description="grow a complete output store of this configuration by the frames "
                                             "the input gained since it was written (never redoes old frames)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_variants(cls, doc: Any) -> Any:
+        """Without ``ensemble_variants``: the raw members beside a mass-corrected ensemble, none otherwise."""
+        if isinstance(doc, dict) and doc.get("ensemble_variants") is None:
+            doc = {**doc, "ensemble_variants": ["raw"] if doc.get("mass_correction", True) else []}
+        return doc
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerateConfig:

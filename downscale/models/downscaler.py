@@ -111,6 +111,6 @@ class VideoDownscaler(nn.Module):
         if latents.shape != mu.shape:
             raise ValueError(f"latents {tuple(latents.shape)} must be shaped like the mean {tuple(mu.shape)}")
         cond_d = torch.cat([cond, mu], dim=2)
-        residual = sample(lambda x, sigma: self.denoiser(x, sigma, cond_d), latents, sampler,
+        residual = sample(lambda x, sigma: self.denoiser(x, sigma, cond_d), latents.to(mu.device), sampler,
                           churn_noise=churn_noise, dtype=mu.dtype)
         return mu + residual

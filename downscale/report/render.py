@@ -168,9 +168,9 @@ def build_sections(diags: Diagnostics, store: StoreInfo, diagnostics_dir: Path, 
     """Every section of the report, the summary first."""
     colors = source_colors([str(s) for s in diags.scalars.source.values])
     regional = Section("regional", "Skill by region", "", [
-        tables.regional_table(diags.scalars, "crps_fair", tables.FAIR_CRPS),
-        tables.regional_table(diags.scalars, "crps_standard", tables.STANDARD_CRPS),
-        tables.regional_table(diags.scalars, "relative_bias", "Relative bias of the area-weighted mean")])
+        tables.regional_table(diags.scalars, var, label) for var, label in (
+            ("crps_fair", tables.FAIR_CRPS), ("crps_standard", tables.STANDARD_CRPS),
+            ("relative_bias", "Relative bias of the area-weighted mean")) if var in diags.scalars])
     return [_summary_section(diags), regional, *_map_sections(diags, store), *_curve_sections(diags, colors),
             _provenance_section(diags, store, diagnostics_dir, generated_at)]
 

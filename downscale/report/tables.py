@@ -114,6 +114,12 @@ PERCENT = ("relative_bias", "mass_relative_error")
 INSIDE_TAGS, INSIDE_LABEL = ("q999", "q9999"), "q99.9 / q99.99 inside the truth's 95 % interval"
 
 
+def target_source(scalars: xr.Dataset, target: Target) -> str:
+    """The source ``target`` is checked on: its own, or the ensemble when the store has no such source (e.g. no
+    raw variant: mass correction off, or a store written before variants existed — the ensemble is raw then)."""
+    return target.source if target.source in scalars.source.values else "ensemble"
+
+
 def fmt(value: float, digits: int = 3) -> str:
     """A number with ``digits`` significant figures; NaN as an em dash."""
     if value is None or not math.isfinite(value):
@@ -157,7 +163,7 @@ def summary_table(scalars: xr.Dataset) -> Table:
         for s in sources:
             v = _value(scalars, var, s)
             status = None
-            if target and s == target.source and math.isfinite(v):
+            if target and s == target_source(scalars, target) and math.isfinite(v):
                 status = "pass" if target.check(v) else "miss"
             row.append(Cell(fmt(v * factor), status))
         rows.append(row)
@@ -187,11 +193,11 @@ def targets_table(scalars: xr.Dataset) -> Table:
     rows = []
     labels = dict(SUMMARY_ROWS)
     for var, target in TARGETS.items():
-        known = var in scalars and target.source in scalars.source.values
-        v = _value(scalars, var, target.source) if known else math.nan
+        source = target_source(scalars, target)
+        v = _value(scalars, var, source) if var in scalars else math.nan
         factor, units = _display(scalars, var) if var in scalars else (1.0, "")
         status = ("pass" if target.check(v) else "miss") if math.isfinite(v) else "miss"
-        label = labels.get(var, var) + ("" if target.source == "ensemble" else f" ({target.source})")
+        label = labels.get(var, var) + ("" if source == "ensemble" else f" ({source})")
         rows.append([Cell(label), Cell(target.text), Cell(fmt(v * factor) + (f" {units}" if units
                      not in ("", "1") else "")), Cell(status, status)])
     return Table("table-targets", "Validation targets (global region), each on the source it names (default: "

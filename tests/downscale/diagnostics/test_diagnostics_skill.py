@@ -23,7 +23,7 @@ def test_perfect_forecast_scores_zero_and_shifted_forecast_scores_its_shift(grid
     for f in (skill.mse, skill.mae, skill.bias):
         assert float(f(truth, truth, area)) == 0.0
     ens = truth.expand_dims(member=3)
-    assert float(weighted_mean(skill.fair_crps(ens, truth), area)) == pytest.approx(0.0, abs=1e-20)
+    assert float(weighted_mean(skill.crps_ensemble(ens, truth, fair=True), area)) == pytest.approx(0.0, abs=1e-20)
     c = 3e-6
     shifted = truth + c
     assert float(skill.mae(shifted, truth, area)) == pytest.approx(c, rel=1e-9)
@@ -48,7 +48,7 @@ def test_fair_crps_matches_brute_force_and_properscoring_relation(rng):
     y = _gamma(rng, (4, 6, 3, 3))
     e = field(ens, member=True)
     t = field(y)
-    got = skill.fair_crps(e, t).transpose("time", "tile", "grid_yt", "grid_xt").values
+    got = skill.crps_ensemble(e, t, fair=True).transpose("time", "tile", "grid_yt", "grid_xt").values
     pair = np.abs(ens[:, None] - ens[None]).sum((0, 1))                      # Σ_k Σ_l |x_k − x_l|
     brute = np.abs(ens - y).mean(0) - pair / (2 * k * (k - 1))
     np.testing.assert_allclose(got, brute, rtol=1e-10, atol=1e-22)
@@ -122,7 +122,7 @@ def test_dask_input_gives_the_numpy_result_without_computing(grid8, rng):
         lazy = {
             "mse": skill.mse(lazy_ens.mean("member"), lazy_truth, area),
             "mae": skill.mae(lazy_ens, lazy_truth, area),
-            "crps": weighted_mean(skill.fair_crps(lazy_ens, lazy_truth), area),
+            "crps": weighted_mean(skill.crps_ensemble(lazy_ens, lazy_truth, fair=True), area),
             "ssr": skill.spread_skill_ratio(lazy_ens, lazy_truth, area),
             "rank": skill.rank_histogram(lazy_ens, lazy_truth, area),
         }
@@ -130,7 +130,7 @@ def test_dask_input_gives_the_numpy_result_without_computing(grid8, rng):
     eager = {
         "mse": skill.mse(ens.mean("member"), truth, area),
         "mae": skill.mae(ens, truth, area),
-        "crps": weighted_mean(skill.fair_crps(ens, truth), area),
+        "crps": weighted_mean(skill.crps_ensemble(ens, truth, fair=True), area),
         "ssr": skill.spread_skill_ratio(ens, truth, area),
         "rank": skill.rank_histogram(ens, truth, area),
     }
@@ -144,4 +144,4 @@ def test_mismatched_dims_give_a_clear_error(grid8):
     with pytest.raises(ValueError, match="lacks the truth's dims"):
         skill.mae(b, a, grid8.area)
     with pytest.raises(ValueError, match="member"):
-        skill.fair_crps(a, a)
+        skill.crps_ensemble(a, a, fair=True)

@@ -260,3 +260,11 @@ def test_window_joins_are_item_boundaries_and_independent_window_boundaries():
     grown = [*items(20, 12), *(store.WorkItem(a, b, 0) for a, b in store.time_ranges(20, 30, 12))]
     assert [(i.start, i.stop) for i in grown] == [(0, 12), (12, 20), (20, 24), (24, 30)]
     assert window_joins(grown, 5, 5, 2, 30) == [12, 20, 24]           # a grown store: its new items' starts
+
+
+def test_the_raw_members_are_written_only_beside_a_mass_corrected_ensemble():
+    paths = {"bundle": "b.safetensors", "catalog": "c.yaml", "member": "0001", "output": "o.zarr"}
+    assert GenerateConfig.model_validate(paths).ensemble_variants == ("raw",)
+    assert GenerateConfig.model_validate({**paths, "mass_correction": False}).ensemble_variants == ()
+    with pytest.raises(ValueError, match="needs mass_correction"):
+        GenerateConfig.model_validate({**paths, "mass_correction": False, "ensemble_variants": ["raw"]})

@@ -145,3 +145,10 @@ def test_reliability_figure_draws_every_source_but_the_truth():
     assert labels == ["ensemble", "perfect"]
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), p ** 2)
     assert "8.64 mm/day" in fig.axes[0].get_title()
+
+
+def test_a_store_without_raw_members_checks_the_bias_on_the_ensemble():
+    """Mass correction off (or a store from before variants existed): the ensemble is the raw one."""
+    scalars = _scalars(0.7, 1.0, -0.03).drop_sel(source="ensemble_raw")
+    results = {r[0].text: (r[2].text, r[-1].text) for r in targets_table(scalars).rows}
+    assert results["relative bias of the area-weighted mean"] == ("-3 %", "pass")
