@@ -126,12 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "synthetic", "write synthetic FV3GFS stores (real schema) and their catalog", _cmd_synthetic)
     p.add_argument("--root", required=True, type=Path, help="directory to write the stores and catalog.yaml into")
-    p.add_argument("--preset", default="demo", help="synthetic data preset: tests, demo or full (default demo)")
+    p.add_argument("--preset", default="demo", help="synthetic data preset: tests, demo, skill or full (default demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing complete dataset")
 
     p = _add(sub, "card", "measure the dataset card of a synthetic preset (generated if missing)", _cmd_card)
     p.add_argument("--root", required=True, type=Path, help="dataset root (generated there if missing)")
-    p.add_argument("--preset", default="demo", help="synthetic preset: tests, demo or full (default demo)")
+    p.add_argument("--preset", default="demo", help="synthetic preset: tests, demo, skill or full (default demo)")
     p.add_argument("--json", type=Path, help="also write the statistics as JSON here")
     p.add_argument("--figure-dir", type=Path, help="write the card's figures (PNG) here")
 

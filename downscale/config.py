@@ -4,7 +4,7 @@ Complete example (``docs/pipeline.md`` explains every field; omitted sections ta
 
     workdir: runs/demo                 # everything the pipeline writes goes below this folder
     data:
-      synthetic: demo                  # a synthetic preset (tests | demo | full) …
+      synthetic: demo                  # a synthetic preset (tests | demo | skill | full) …
       # catalog: /data/catalog.yaml    # … or your own catalog (exactly one of the two)
     prepare:
       clip_frames: 5
