@@ -62,17 +62,24 @@ class LogBins:
 DEFAULT_BINS = LogBins()
 
 
-def weighted_counts(values: np.ndarray, weights: np.ndarray, bins: LogBins) -> np.ndarray:
+def weighted_counts(values: np.ndarray, weights: np.ndarray, bins: LogBins,
+                    groups: np.ndarray | None = None) -> np.ndarray:
     """(R, size) counts: the bin index of each value is computed once, then counted with each of the R
-    weight sets ``weights (R, …)`` (broadcastable to the values)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    ok = np.isfinite(v)
-    idx = bins.index(v[ok])
-    counts = np.empty((weights.shape[0], bins.size))
+    weight sets ``weights (R, …)`` (broadcastable to the values). With ``groups`` (one integer ≥ 0 per index
+    of the values' first axis, e.g. the day of each frame) the counts are kept apart per group:
+    ``(n_groups, R, size)`` with ``n_groups = groups.max() + 1``."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v).ravel()
+    code = bins.index(v.ravel()[ok])
+    n_groups = 1
+    if groups is not None:
+        n_groups = int(groups.max()) + 1
+        code = code + np.broadcast_to(groups.reshape((-1,) + (1,) * (v.ndim - 1)), v.shape).ravel()[ok] * bins.size
+    counts = np.empty((n_groups, weights.shape[0], bins.size))
     for r in range(weights.shape[0]):          # one weight set at a time: memory of one block, not R
-        counts[r] = np.bincount(idx, weights=np.broadcast_to(weights[r], np.shape(values)).ravel()[ok],
-                                minlength=bins.size)
-    return counts
+        w = np.broadcast_to(weights[r], v.shape).ravel()[ok]
+        counts[:, r] = np.bincount(code, weights=w, minlength=n_groups * bins.size).reshape(n_groups, bins.size)
+    return counts if groups is not None else counts[0]
 
 
 def stacked_weights(values: xr.DataArray, weights: xr.DataArray | None) -> tuple[np.ndarray, str | None]:

@@ -59,7 +59,7 @@ import xarray as xr
 
 from downscale.diagnostics.dims import TIME_DIM, require_dims
 from downscale.diagnostics.distribution import histogram_quantiles
-from downscale.diagnostics.histogram import BIN_DIM, LogBins, stacked_weights
+from downscale.diagnostics.histogram import BIN_DIM, LogBins, stacked_weights, weighted_counts
 
 DAY_DIM = "day"
 SAMPLE_DIM = "sample"
@@ -89,21 +89,6 @@ def day_index(time: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return days, index.ravel()
 
 
-def _day_counts(values: np.ndarray, day: np.ndarray, weights: np.ndarray, bins: LogBins) -> np.ndarray:
-    """``(n_days, R, size)`` weighted counts of a block with time first; ``day`` (time,) the day of each frame
-    counted from the block's first day; ``weights (R, …)`` broadcastable to the block."""
-    n_days = int(day[-1]) + 1
-    v = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(v).ravel()
-    code = np.broadcast_to(day.reshape((-1,) + (1,) * (v.ndim - 1)), v.shape).ravel()[ok] * bins.size
-    code = code + bins.index(v.ravel()[ok])
-    out = np.empty((n_days, weights.shape[0], bins.size))
-    for r in range(weights.shape[0]):
-        w = np.broadcast_to(weights[r], v.shape).ravel()[ok]
-        out[:, r] = np.bincount(code, weights=w, minlength=n_days * bins.size).reshape(n_days, bins.size)
-    return out
-
-
 def _day_aligned_chunks(chunks: tuple[int, ...], index: np.ndarray) -> tuple[int, ...]:
     """Time chunks near ``chunks`` whose boundaries fall between days (each chunk holds whole days)."""
     day_starts = np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1])
@@ -129,8 +114,7 @@ def daily_histograms(x: xr.DataArray, weights: xr.DataArray | None = None, bins:
     x = x.transpose(time_dim, ...)
     w, extra = stacked_weights(x, weights)
     if x.chunks is None:
-        counts = np.stack([_day_counts(x.values[index == d], np.zeros(int(np.sum(index == d)), np.int64), w, bins)[0]
-                           for d in range(days.size)])
+        counts = weighted_counts(x.values, w, bins, groups=index)
     else:
         data = x.data.rechunk({0: _day_aligned_chunks(x.data.chunks[0], index)})
         day = dsa.from_array(index.reshape((-1,) + (1,) * (x.ndim - 1)), chunks=(data.chunks[0],) + (1,) * (x.ndim - 1))
@@ -140,7 +124,7 @@ def daily_histograms(x: xr.DataArray, weights: xr.DataArray | None = None, bins:
 
         def block(v: np.ndarray, d: np.ndarray, wb: np.ndarray) -> np.ndarray:
             first = d.ravel()
-            counts = _day_counts(v[0], first - first[0], wb, bins)
+            counts = weighted_counts(v[0], wb, bins, groups=first - first[0])
             return counts.reshape((1, counts.shape[0]) + (1,) * (v.ndim - 2) + counts.shape[1:])
 
         out_chunks = ((1,), per_chunk) + tuple((1,) * len(c) for c in data.chunks[1:]) + ((w.shape[0],), (bins.size,))

@@ -69,7 +69,7 @@ class TailCounts:
     def update(self, values: torch.Tensor, weights: torch.Tensor) -> None:
         """Add ``values (..., 6, H, W)`` (kg m-2 s-1), each weighted by ``weights`` (broadcast, e.g. cell area)."""
         v = values.detach().double().cpu().numpy()
-        w = torch.broadcast_to(weights.detach().double().cpu(), values.shape).numpy()
+        w = weights.detach().double().cpu().numpy()          # broadcast inside weighted_counts, not copied
         self.counts = self.counts.cpu() + torch.from_numpy(weighted_counts(v, w[None], self.bins)[0])
 
     def quantiles(self, quantiles: tuple[float, ...]) -> dict[float, float]:
