@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from data_catalog.synthetic.growing import GrowingInput
-from downscale.config import demo_config
+from downscale.pipeline_config import demo_config
 from downscale.inference import store
-from downscale.inference.generate import generate, open_run
+from downscale.inference.coarse_run import open_run
+from downscale.inference.generate import generate
 
 
 def _timed(config) -> float:

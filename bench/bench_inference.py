@@ -78,7 +78,7 @@ def baselines_for(bundle: str | Path) -> list[str]:
     from downscale.bundle import read_bundle_metadata
 
     meta = read_bundle_metadata(bundle)
-    return ["bilinear", "deterministic"] + (["qm"] if meta.baselines.get("quantile_mapping") else [])
+    return ["bilinear", "deterministic"] + (["qm"] if meta.baselines.quantile_mapping else [])
 
 
 def base_config(args: argparse.Namespace, output: Path, **fields: Any):
@@ -92,7 +92,7 @@ def base_config(args: argparse.Namespace, output: Path, **fields: Any):
 
 def load(args: argparse.Namespace, **fields: Any):
     """(RunInput, Runtime) of the validation member with ``fields`` of GenerateConfig."""
-    from downscale.inference.generate import open_run
+    from downscale.inference.coarse_run import open_run
     from downscale.inference.runtime import load_runtime
 
     config = base_config(args, Path(tempfile.gettempdir()) / "unused.zarr", **fields)
@@ -103,10 +103,8 @@ def load(args: argparse.Namespace, **fields: Any):
 
 
 def block_inputs(run, rt, lo: int, hi: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """Raw coarse predictors, conditioning and μ of period frames lo … hi − 1 (as run_item builds them)."""
-    from downscale.inference.generate import _read_block
-
-    raw = _read_block(run, run.meta.predictors, lo, hi)
+    """Raw coarse predictors, conditioning and μ of period frames lo … hi − 1 (as an ItemRunner builds them)."""
+    raw = run.read_block(run.meta.predictors, lo, hi)
     cond = rt.conditioning(rt.normalize_coarse(raw))
     return raw, cond, rt.mean(cond)
 
@@ -319,7 +317,9 @@ class TileWise:
 def child_generate(doc: dict[str, Any], tilewise: bool) -> dict[str, Any]:
     """Run ``generate`` on ``doc`` in this process, timing Runtime.members / Runtime.mean; peak RSS."""
     import downscale.inference.generate as gen
+    import downscale.inference.runner as runner_module
     from data_catalog.errors import validated
+    from downscale.inference.runner import ItemRunner
     from downscale.inference.config import GenerateConfig
     from downscale.inference.runtime import Runtime
 
@@ -347,24 +347,24 @@ def child_generate(doc: dict[str, Any], tilewise: bool) -> dict[str, Any]:
                 spent[name] += time.perf_counter() - t0
         return wrapper
 
-    gen._cached = timed_fn(gen._cached, "load")       # open the run + load the bundle (once per process)
+    ItemRunner.__init__ = timed_fn(ItemRunner.__init__, "load")   # open the run + load the bundle (once)
     item_rss: list[tuple[float, float]] = []
-    run_item = timed_fn(gen.run_item, "items")        # every work item, the load included
+    run_item = timed_fn(ItemRunner.__call__, "items")               # every work item
 
-    def tracked(*a, **k):
-        out = run_item(*a, **k)
+    def tracked(self, item):
+        out = run_item(self, item)
         current = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
         item_rss.append((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, current))
         return out
-    gen.run_item = tracked
+    ItemRunner.__call__ = tracked
     if tilewise:
-        load_runtime = gen.load_runtime
+        load_runtime = runner_module.load_runtime
 
         def tile_runtime(*a, **k):
             rt = load_runtime(*a, **k)
             rt.net = TileWise(rt.net)
             return rt
-        gen.load_runtime = tile_runtime
+        runner_module.load_runtime = tile_runtime
     config = validated(GenerateConfig, doc, "bench_inference")
     t0 = time.perf_counter()
     gen.generate(config)
@@ -372,10 +372,10 @@ def child_generate(doc: dict[str, Any], tilewise: bool) -> dict[str, Any]:
     import xarray as xr
 
     frames = xr.open_zarr(config.output).sizes["time"]
-    items = spent["items"] - spent["load"]
+    items = spent["items"]
     return {"wall_s": wall, "sampler_s": spent["members"], "mean_s": spent["mean"], "load_s": spent["load"],
             "items_s": items, "item_rest_s": items - spent["members"] - spent["mean"],
-            "setup_finalize_s": wall - spent["items"],
+            "setup_finalize_s": wall - spent["items"] - spent["load"],
             "other_s": wall - spent["members"] - spent["mean"], "frames": frames, "members": config.members,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_rss_mib_after_each_item": [round(r[0], 1) for r in item_rss],
@@ -397,7 +397,7 @@ def run_child(args: argparse.Namespace, doc: dict[str, Any], tilewise: bool = Fa
 
 def period(args: argparse.Namespace, days: float) -> tuple[str, str]:
     """``days`` days starting ``--start-day`` days into the validation run (ISO, inclusive end)."""
-    from downscale.inference.generate import open_run
+    from downscale.inference.coarse_run import open_run
 
     run = open_run(base_config(args, Path("unused.zarr")))
     step = run.meta.time_step_seconds
@@ -433,7 +433,7 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- seams and mass --------------------------------------------------------------------------------------
 def window_start_frames(n: int, time_block: int, frames: int, stride: int, context: int) -> list[int]:
-    """Output frames (0-based, in 1 … n − 1) where a T-frame window starts, as run_item lays them out."""
+    """Output frames (0-based, in 1 … n − 1) where a T-frame window starts, as an ItemRunner lays them out."""
     from downscale.inference.windows import window_starts
 
     joins = set()

@@ -81,13 +81,13 @@ def load_checkpoint(path: Path, device: str, prepared: Path | None) -> Loaded:
 def load_bundle_model(path: Path, device: str, prepared: Path | None) -> Loaded:
     """A model bundle (EMA weights); the prepared dataset from ``prepared`` or the bundle's provenance."""
     from downscale.training.module import fine_area_weights
-    from downscale.training.trainer import load_model_from_bundle
+    from downscale.bundle import load_model
 
-    net, meta = load_model_from_bundle(path, device)
+    net, meta = load_model(path, device)
     net.geometry = "cube"
-    data = Path(prepared or meta.provenance["prepared_dataset"])
+    data = Path(prepared or meta.path)
     weights = fine_area_weights(PreparedDataset.open(data))
-    return Loaded(net, meta.factor, data, weights, int(meta.provenance.get("steps", -1)), f"bundle {path}")
+    return Loaded(net, meta.factor, data, weights, meta.training.steps, f"bundle {path}")
 
 
 def pick_clips(dataset: ClipDataset, count: int) -> list[int]:

@@ -34,26 +34,24 @@ coarse-grained from it). Without ``grid`` the grid is computed from the FV3 cube
         metadata: {grid: c384, role: fine, member: "0001"}
 
 Roles come from ``metadata.role`` (``fine``, ``coarse``, ``static``, ``grid_fine``, ``grid_coarse``)
-and members from ``metadata.member``; where absent, :func:`data_catalog.roles.assign_roles` infers
-them from what each store holds. Top-level keys of the native form (``resolution``,
+and members from ``metadata.member``; where absent, :mod:`data_catalog.intake` infers them from the
+source names and ``metadata.grid``. Top-level keys of the native form (``resolution``,
 ``precipitation``, ``predictors``) may be given under ``metadata`` of the intake file.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from data_catalog.errors import describe_validation_error, read_yaml_mapping
+from data_catalog.errors import CatalogError, describe_validation_error, read_yaml_mapping
+from data_catalog.intake import native_document
+from data_catalog.redaction import option_secrets, redact, redact_url, register_secrets, url_credentials
 from data_catalog.schema import PRECIPITATION
 
-_CREDENTIAL_IN_URL = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)[^/@\s]+@")
-
-ROLES = ("fine", "coarse", "static", "grid_fine", "grid_coarse")
 DEFAULT_PREDICTORS = (
     "PRATEsfc_coarse",
     "CPRATsfc_coarse",
@@ -64,17 +62,9 @@ DEFAULT_PREDICTORS = (
 )
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any ``user:secret@`` part replaced by ``***@``."""
-    return _CREDENTIAL_IN_URL.sub(lambda m: m.group("scheme") + "***@", url)
-
-
-class CatalogError(ValueError):
-    """A catalog file that cannot be read or is inconsistent; names the file and the problem."""
-
-
 class StoreRef(BaseModel):
-    """Where one store lives. ``storage_options`` may hold credentials: it is never shown."""
+    """Where one store lives. ``storage_options`` may hold credentials: it is never shown, and its secrets
+    and those of the URL are registered for redaction (:mod:`data_catalog.redaction`) on creation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,6 +80,11 @@ class StoreRef(BaseModel):
             raise ValueError("urlpath is empty")
         return v
 
+    @model_validator(mode="after")
+    def _register_secrets(self) -> "StoreRef":
+        register_secrets([*url_credentials(self.urlpath), *option_secrets(self.storage_options)])
+        return self
+
     @property
     def display(self) -> str:
         """A name safe for logs, errors and output attributes (no credentials)."""
@@ -98,7 +93,7 @@ class StoreRef(BaseModel):
 
     def scrub(self, text: str) -> str:
         """``text`` (e.g. a backend's error message) with this store's secrets and URL credentials removed."""
-        text = redact_url(text)
+        text = redact(text)
         for value in _leaf_strings(self.storage_options):
             if len(value) >= 4:
                 text = text.replace(value, "***")
@@ -238,11 +233,8 @@ def load_catalog(path: str | Path) -> Catalog:
     doc = read_yaml_mapping(path, "catalog", CatalogError)
     try:
         if "sources" in doc:
-            from data_catalog.intake import catalog_from_intake
-
-            catalog = catalog_from_intake(doc, default_name=path.stem)
-        else:
-            catalog = Catalog.model_validate(doc)
+            doc = native_document(doc, default_name=path.stem)
+        catalog = Catalog.model_validate(doc)
     except CatalogError as err:
         raise CatalogError(f"catalog {path}: {err}") from None
     except ValueError as err:
@@ -257,5 +249,3 @@ def dump_catalog(catalog: Catalog, path: str | Path) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
-
-RoleName = Literal["fine", "coarse", "static", "grid_fine", "grid_coarse"]

@@ -1,5 +1,5 @@
-"""One error type for bad input (it names the store, the variable and the problem), and the reading of
-configuration files whose errors name the file and each bad field."""
+"""The error types for bad input (a store's data, a catalog file), and the reading of configuration files
+whose errors name the file and each bad field."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ class DataError(ValueError):
         self.problem = problem
         where = f"store '{store}'" + (f": variable '{variable}'" if variable else "")
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple:
+        """Pickled with its parts, so that it crosses process boundaries (Dask workers) unchanged."""
+        return type(self), (self.store, self.problem, self.variable)
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be read or is inconsistent; names the file and the problem."""
 
 
 def describe_validation_error(what: str, err: Exception) -> str:

@@ -41,12 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from data_catalog.catalog import Catalog
 from data_catalog.cubesphere import lat_lon_to_unit_vectors
 from data_catalog.errors import DataError
-from data_catalog.loader import MemberData, open_grid, open_member, open_topography
+from data_catalog.member_reader import MemberData, open_grid, open_member, open_topography
 from data_catalog.normalization import PRECIPITATION_EPSILON, NormalizationStats, compute_stats
-from data_catalog.reader import is_precipitation
 from data_catalog.schema import N_TILES, TIME
+from data_catalog.store_reader import is_precipitation
 from data_catalog.splits import SplitConfig, Splits, make_splits
 from data_catalog.validation import time_step_seconds
+from data_catalog.zarr_metadata import consolidated_v3
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,8 @@ def _write_zarr(ds: xr.Dataset, path: Path, encoding: dict[str, dict[str, Any]])
     """Write ``ds`` to ``path`` via a temporary store and a rename (a crash never leaves a half store there)."""
     tmp = path.with_name(path.name + _TMP)
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(tmp, zarr_format=3, mode="w", consolidated=True, encoding=encoding)
+    with consolidated_v3():
+        ds.to_zarr(tmp, zarr_format=3, mode="w", consolidated=True, encoding=encoding)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 

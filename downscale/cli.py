@@ -4,6 +4,7 @@
     downscale card --preset demo --root data/ --figure-dir docs/figures   dataset card numbers and figures
     downscale validate --catalog data/catalog.yaml    open, standardize and check every member
     downscale generate --bundle b.safetensors --catalog c.yaml --member 0003 --members 8 --out o.zarr
+    downscale config --preset demo --output p.yaml     a preset's complete pipeline config (YAML)
     downscale run --demo --workdir demo-run            the pipeline's stages without Prefect
     downscale evaluate --output o.zarr --diagnostics diag/              score every source against the truth
     downscale report --diagnostics diag/ --output o.zarr --html r.html  the offline HTML validation report
@@ -12,12 +13,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
-log = logging.getLogger("downscale")
+from data_catalog.redaction import redact
+from downscale.logs import configure as configure_logging
 
 #: Errors that are the user's input, not our bug: printed as one clear line, exit code 2.
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileExistsError, FileNotFoundError)
@@ -63,12 +65,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from downscale import stages
-    from downscale.config import PipelineConfig, demo_config
+    from downscale.pipeline_config import PipelineConfig, demo_config
 
     config = demo_config(args.workdir, args.preset) if args.demo else PipelineConfig.from_yaml(args.config)
-    for step in stages.sequence(config):
-        result = step(config, args.overwrite)
-        print(f"{result.name:10s} {'skipped' if result.skipped else 'ran':8s} {result.path}  {result.detail}")
+    for step in stages.sequence(config):   # each logs why it runs, its progress and one summary line
+        step(config, args.overwrite)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from downscale.pipeline_config import preset_yaml
+
+    text = preset_yaml(args.preset, args.workdir)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+        print(f"config: {args.output}")
     return 0
 
 
@@ -94,7 +107,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from downscale.report import evaluate
+    from downscale.evaluation.evaluate import evaluate
 
     paths = evaluate(args.output, args.diagnostics, overwrite=args.overwrite, factor=args.factor,
                      n_boot=args.n_boot)
@@ -182,10 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", required=True, type=Path, help="report file to write, e.g. report.html")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report file")
 
+    p = _add(sub, "config", "print a preset's complete pipeline config as YAML (every field, defaults included); "
+             "`downscale run --config` reads it back", _cmd_config)
+    p.add_argument("--preset", default="demo", help="pipeline preset: tests, demo, skill, … (default demo)")
+    p.add_argument("--workdir", default="demo-run", help="the config's workdir (default demo-run, as run --demo)")
+    p.add_argument("--output", type=Path, help="write the YAML to this file instead of stdout")
+
     p = _add(sub, "run", "run the pipeline's stages in this process, without Prefect (see also flows.pipeline)",
              _cmd_run)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--config", type=Path, help="pipeline YAML (downscale.config.PipelineConfig)")
+    which.add_argument("--config", type=Path, help="pipeline YAML (downscale.pipeline_config.PipelineConfig)")
     which.add_argument("--demo", action="store_true", help="the embedded synthetic default (CPU)")
     p.add_argument("--workdir", default="demo-run", type=Path, help="with --demo: where data, model and outputs go")
     p.add_argument("--preset", default="demo", help="with --demo: synthetic data preset (tests, demo, skill)")
@@ -198,17 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["train"]:
         from downscale.training.trainer import main as train_main
 
-        try:
-            return train_main(argv[1:])
-        except USER_ERRORS as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        run: Callable[[], int] = partial(train_main, argv[1:])   # it sets up logging (downscale.logs)
+    else:
+        args = build_parser().parse_args(argv)
+        configure_logging(args.verbose)
+        run = partial(args.func, args)
     try:
-        return args.func(args)
+        return run()
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

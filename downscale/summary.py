@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_catalog.catalog import load_catalog
-from data_catalog.loader import open_member, open_topography
+from data_catalog.member_reader import open_member, open_topography
 from data_catalog.schema import TIME
 from data_catalog.validation import time_step_seconds
 

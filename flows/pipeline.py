@@ -1,6 +1,6 @@
 """Prefect flows: thin orchestration of the library's stages (``downscale.stages``); no science here.
 
-Flows (each takes the one pipeline config, :class:`downscale.config.PipelineConfig`, validated by Prefect
+Flows (each takes the one pipeline config, :class:`downscale.pipeline_config.PipelineConfig`, validated by Prefect
 from the run's parameters):
 
 * ``prepare`` (synthetic data if configured, validation, coarse-graining of missing predictors,
@@ -10,8 +10,8 @@ from the run's parameters):
 * ``incremental-downscale``: ``downscale`` with ``generate.append``, for a coarse store that grows —
   only the new frames are sampled and appended (scheduled in ``prefect.yaml``).
 
-A rerun skips the stages whose outputs are complete and valid; storage hiccups are retried, bad input is
-not. Run the embedded default in-process (a temporary local Prefect API starts by itself)::
+A rerun skips the stages whose outputs are complete and were made from the same settings and inputs, and
+logs why each ran or was skipped (``downscale.stages``); storage hiccups are retried, bad input is not. Run the embedded default in-process (a temporary local Prefect API starts by itself)::
 
     python -m flows.pipeline --demo --workdir demo-run
     python -m flows.pipeline --config pipeline.yaml
@@ -34,10 +34,9 @@ from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
 
 from downscale import stages
-from downscale.config import PipelineConfig, demo_config
-from downscale.inference.config import GenerateConfig
-from downscale.inference.generate import item_threads, run_item
-from downscale.inference.store import OutputSpec, WorkItem
+from downscale.logs import configure as configure_logging
+from downscale.pipeline_config import PipelineConfig, demo_config
+from downscale.progress_log import ProgressLog
 
 #: The library's loggers (standard ``logging``), sent to each flow run's Prefect log as well (UI, API).
 LIBRARY_LOGGERS = ("downscale", "data_catalog")
@@ -65,6 +64,7 @@ def route_library_logs(level: int = logging.INFO) -> None:
 
 
 route_library_logs()
+configure_logging()    # Prefect's handlers stay; redaction, warnings as records, no library noise (downscale.logs)
 
 #: Failures worth a retry: storage hiccups, not bad input (DataError, CatalogError are ValueErrors).
 TRANSIENT = (OSError, TimeoutError, ConnectionError)
@@ -78,12 +78,6 @@ def _retry_transient(task_, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - anything else is not transient
         return False
     return False
-
-
-def _report(result: stages.StageResult) -> stages.StageResult:
-    verb = "skipped (output complete)" if result.skipped else "done"
-    get_run_logger().info("stage %s %s: %s %s", result.name, verb, result.path, result.detail)
-    return result
 
 
 class _Progress:
@@ -105,7 +99,7 @@ def _stage_task(stage, name: str, retries: int = 0):
     @task(name=name, retries=retries, retry_delay_seconds=5, retry_condition_fn=_retry_transient,
           cache_policy=NO_CACHE)
     def run(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
-        return _report(stage(config, overwrite))
+        return stage(config, overwrite)
     return run
 
 
@@ -118,46 +112,57 @@ report_task = _stage_task(stages.report, "report", retries=1)
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
     progress = _Progress(f"training steps of {config.train.output_dir}")
-    return _report(stages.trained_model(config, overwrite, progress=progress))
+    return stages.trained_model(config, overwrite, progress=progress)
 
 
 @task(name="downscale-item", task_run_name="item {item.key}", retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
-def item_task(config: GenerateConfig, spec: OutputSpec, item: WorkItem) -> str:
-    """One work item; a retry rewrites exactly its own shards."""
-    return run_item(config, spec, item)
+def item_task(work: stages.GenerateWork, item: stages.WorkItem) -> str:
+    """One work item, on the Dask worker's item runner; a retry rewrites exactly its own shards."""
+    return stages.run_generate_item(work, item)
 
 
-def map_items(config: GenerateConfig, spec: OutputSpec, items: list[WorkItem]) -> None:
-    """The generate stage's work items as mapped Prefect tasks on the flow's task runner, with progress.
-    Every item runs to its end before a failure is raised, so a rerun has only the failed ones left."""
-    if not items:
+def map_items(work: stages.GenerateWork) -> None:
+    """The generate stage's work items as mapped Prefect tasks on the flow's Dask task runner (every worker
+    holds one item runner meanwhile), with progress. Every item runs to its end before a failure is raised,
+    so a rerun has only the failed ones left."""
+    if not work.items:
         return
-    progress = _Progress(f"work items of {config.output}")
+    progress = _Progress(f"work items of {work.config.output}")
+    talk = ProgressLog(f"generate {work.config.output}", len(work.items), "work items")
     failed: list[Exception] = []
-    with item_threads(config, spec):
-        futures = item_task.map(unmapped(config), unmapped(spec), items)
+    client = FlowRunContext.get().task_runner.client   # the DaskTaskRunner's own (its cluster starts here)
+    with stages.generate_runners(work, client), talk.heartbeat():
+        futures = item_task.map(unmapped(work), work.items)
         for done, future in enumerate(as_completed(futures), 1):
             try:
-                future.result()
+                note = f"item {future.result()}"
             except Exception as err:  # noqa: BLE001 - collected; the first is raised once all items ended
                 failed.append(err)
-            progress(done, len(items))
+                note = f"an item failed: {err}"
+            progress(done, len(work.items))
+            talk.advance(note=note)
     if failed:
-        get_run_logger().error("%d of %d work items failed", len(failed), len(items))
+        get_run_logger().error("%d of %d work items failed", len(failed), len(work.items))
         raise failed[0]
 
 
-def _local_dask(threads: int) -> DaskTaskRunner:
-    """A LocalCluster of ``threads`` threads in this process (items share the loaded model)."""
+def _local_dask(threads: int, scratch: Path | None = None) -> DaskTaskRunner:
+    """A LocalCluster of ``threads`` threads in this process (items share the loaded model); its workers'
+    ``dask-scratch-space`` goes into ``scratch`` (default: Dask's, the system temporary folder)."""
+    local = {"local_directory": str(scratch)} if scratch is not None else {}
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": threads,
-                                          "dashboard_address": None})
+                                          "dashboard_address": None, **local})
 
 
-def task_runner(config: GenerateConfig) -> DaskTaskRunner:
-    """Dask for the work items: the scheduler at ``config.scheduler``, else a LocalCluster of threads."""
-    return DaskTaskRunner(address=config.scheduler) if config.scheduler else _local_dask(config.workers)
+def task_runner(config: PipelineConfig) -> DaskTaskRunner:
+    """Dask for the work items: the scheduler at ``generate.scheduler``, else a LocalCluster of ``generate.workers``
+    threads whose scratch space is in the output store's folder, as ``downscale generate``'s
+    (:func:`downscale.inference.generate.run_items`)."""
+    gen = config.generate
+    return DaskTaskRunner(address=gen.scheduler) if gen.scheduler else _local_dask(gen.workers,
+                                                                                   Path(gen.output).parent)
 
 
 @flow(name="prepare")
@@ -176,12 +181,14 @@ def train_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageR
 @flow(name="downscale", task_runner=_local_dask(1))
 def downscale_flow(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
     """Ensemble downscaling of the configured run (resumes an interrupted store; grows one with ``append``)."""
-    return _report(stages.generated_outputs(config, overwrite, run_items=map_items))
+    work = stages.plan_generate(config, overwrite)
+    map_items(work)
+    return stages.finish_generate(work)
 
 
 def downscale(config: PipelineConfig, overwrite: bool = False) -> stages.StageResult:
     """:func:`downscale_flow` on the task runner its config asks for."""
-    return downscale_flow.with_options(task_runner=task_runner(config.generate))(config, overwrite)
+    return downscale_flow.with_options(task_runner=task_runner(config))(config, overwrite)
 
 
 @flow(name="incremental-downscale")
@@ -205,7 +212,7 @@ def evaluate_flow(config: PipelineConfig, overwrite: bool = False) -> list[stage
 
 @flow(name="pipeline")
 def pipeline_flow(config: PipelineConfig, overwrite: bool = False) -> list[stages.StageResult]:
-    """Every stage in order; a rerun skips the stages whose outputs are complete and valid."""
+    """Every stage in order; a rerun skips the stages whose outputs are complete and of the same settings."""
     results = [prepare_flow(config, overwrite), train_flow(config, overwrite), downscale(config, overwrite)]
     if config.evaluate.enabled:
         results += evaluate_flow(config, overwrite)
@@ -221,7 +228,7 @@ def pipeline_flow(config: PipelineConfig, overwrite: bool = False) -> list[stage
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description="Run the downscaling pipeline flow.")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--config", type=Path, help="pipeline YAML (downscale.config.PipelineConfig)")
+    group.add_argument("--config", type=Path, help="pipeline YAML (downscale.pipeline_config.PipelineConfig)")
     group.add_argument("--demo", action="store_true", help="the embedded default (synthetic data, CPU)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-run"), help="with --demo: output folder")
     parser.add_argument("--preset", default="demo", help="with --demo: synthetic preset (tests, demo, skill)")
@@ -237,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as err:  # bad input: one clear line
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for r in results:
-        print(f"{r.name:10s} {'skipped' if r.skipped else 'ran':8s} {r.path}")
-    by_name = {r.name: r.path for r in results}
+    by_name = {r.name: r.path for r in results}   # each stage logged its own summary line
     print(f"\nensemble store: {Path(by_name['generate']).resolve()}   (xr.open_zarr)")
     if "report" in by_name:
         print(f"validation report: {Path(by_name['report']).resolve()}")

@@ -1,19 +1,15 @@
 """The dataset card: measured statistics of a synthetic dataset.
 
-    python -m data_catalog.synthetic.card --preset demo --root DIR [--json FILE]
-    downscale card --preset demo --root DIR --figure-dir docs/figures     # the same, plus the figures
-
-generates the preset under ``DIR`` if it is not there, reads the stores back with the project's own
-reader (as a user's data would be read) and prints what it measures. Precipitation in mm/day
-(1 kg m-2 s-1 = 86400 mm/day).
+:func:`measure_card` generates a preset under a root if it is not there, reads the stores back with the
+project's own store reader (as a user's data would be read) and measures them; :func:`render` writes the
+card as text. Precipitation in mm/day (1 kg m-2 s-1 = 86400 mm/day). The command line is
+``downscale card --preset demo --root DIR [--json FILE] [--figure-dir DIR]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +17,8 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.catalog import StoreRef
-from data_catalog.reader import open_store, standardize, standardize_grid
 from data_catalog.schema import SECONDS_PER_DAY
+from data_catalog.store_reader import open_store, standardize, standardize_grid
 from data_catalog.synthetic import generate_synthetic
 from data_catalog.synthetic import statistics as st
 from data_catalog.synthetic.config import STEP_HOURS, SyntheticConfig, preset
@@ -180,24 +176,3 @@ def measure_card(preset_name: str, root: Path) -> tuple[dict, SyntheticConfig, d
         raise FileExistsError(f"{root} holds another synthetic dataset ({MARKER} differs from preset '{preset_name}')")
     data = load(layout, config)
     return data, config, measure(data, config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_catalog.synthetic.card", description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="demo", help="tests, demo or full (default demo)")
-    parser.add_argument("--root", required=True, type=Path, help="dataset root (generated there if missing)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the statistics as JSON here")
-    args = parser.parse_args(argv)
-    try:
-        _, _, stats = measure_card(args.preset, args.root)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(render(stats))
-    if args.json:
-        args.json.write_text(json.dumps(stats, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

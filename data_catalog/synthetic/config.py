@@ -1,4 +1,4 @@
-"""Configuration of the synthetic FV3GFS generator: a validated pydantic model and three presets.
+"""Configuration of the synthetic FV3GFS generator: a validated pydantic model and its presets.
 
 Example::
 
@@ -117,6 +117,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(name="demo", coarse_n=12, factor=8, members=("0001", "0002", "0003"), days=60, time_chunk=8),
     # C8 → C64 (factor 8), 3 members, 60 days: the `skill` benchmark (bench/skill.py), trained ≤ 45 min on 2 cores.
     "skill": dict(name="skill", coarse_n=8, factor=8, members=("0001", "0002", "0003"), days=60, time_chunk=8),
+    # C8 → C32 (factor 4), 3 members, 365 days from January 1st (every season): bench/year.py on 2 cores.
+    "year": dict(name="year", coarse_n=8, factor=4, members=("0001", "0002", "0003"), days=365,
+                 start="2016-01-01", time_chunk=8),
     # The STVD set-up: C48 → C384, 11 members, 13 months (≈ 1.3 TB uncompressed). Never run in tests.
     "full": dict(name="full", coarse_n=48, factor=8, members=tuple(f"{i:04d}" for i in range(1, 12)),
                  days=395, time_chunk=8),
@@ -124,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> SyntheticConfig:
-    """The preset ``tests``, ``demo``, ``skill`` or ``full``, with optional field overrides."""
+    """The preset ``tests``, ``demo``, ``skill``, ``year`` or ``full``, with optional field overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}")
     doc = {**PRESETS[name], **overrides}

@@ -13,6 +13,8 @@ from pathlib import Path
 import xarray as xr
 import yaml
 
+from data_catalog.zarr_metadata import consolidated_v3
+
 
 def _plain(ds: xr.Dataset) -> xr.Dataset:
     for v in ds.variables.values():
@@ -41,7 +43,8 @@ class GrowingInput:
             ref = doc["members"][member][role]
             data = xr.open_zarr(ref["urlpath"], decode_times=False).isel(time=slice(0, total)).load()
             path = folder / f"growing-{role}.zarr"
-            _plain(data.isel(time=slice(0, frames))).to_zarr(path, mode="w", zarr_format=3, consolidated=True)
+            with consolidated_v3():
+                _plain(data.isel(time=slice(0, frames))).to_zarr(path, mode="w", zarr_format=3, consolidated=True)
             ref["urlpath"] = str(path)
             self.full[role] = (data, path)
         self.frames = frames
@@ -52,8 +55,10 @@ class GrowingInput:
     def total(self) -> int:
         return self.full["coarse"][0].sizes["time"]
 
-    def append(self) -> None:
-        """Append every remaining frame to the coarse and fine stores."""
+    def append(self, frames: int | None = None) -> None:
+        """Append the remaining frames (up to ``frames`` in all; default every one) to the coarse and fine stores."""
+        end = self.total if frames is None else min(frames, self.total)
         for data, path in self.full.values():
-            _plain(data.isel(time=slice(self.frames, None))).to_zarr(path, append_dim="time", consolidated=True)
-        self.frames = self.total
+            with consolidated_v3():
+                _plain(data.isel(time=slice(self.frames, end))).to_zarr(path, append_dim="time", consolidated=True)
+        self.frames = end

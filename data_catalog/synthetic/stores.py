@@ -40,6 +40,7 @@ from data_catalog.cubesphere import cube_sphere_grid
 from data_catalog.schema import N_TILES
 from data_catalog.synthetic.config import STEP_HOURS, SyntheticConfig
 from data_catalog.synthetic.weather import FINE_FIELDS, WeatherModel, geography
+from data_catalog.zarr_metadata import consolidated_v3
 
 MARKER = "synthetic.json"
 FMS_X = {"cartesian_axis": "X", "long_name": "T-cell longitude", "units": "degrees_E"}
@@ -178,7 +179,8 @@ def _template(config: SyntheticConfig, coarse: bool, filename: str) -> xr.Datase
 
 
 def _write_template(ds: xr.Dataset, path: Path) -> None:
-    ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, compute=False)
+    with consolidated_v3():
+        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, compute=False)
 
 
 @lru_cache(maxsize=2)
@@ -257,7 +259,8 @@ def write_stores(config: SyntheticConfig, layout: SyntheticLayout) -> dict[str, 
         if not reuse(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = _temporary(path)
-            build().to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+            with consolidated_v3():
+                build().to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
             _place(tmp, path)
     t1 = time.perf_counter()
 

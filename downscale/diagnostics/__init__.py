@@ -1,7 +1,8 @@
-"""Validation diagnostics of downscaled precipitation: pure xarray/dask functions over named dims,
-area-weighted with the cube's cell area, streaming over data larger than memory.
+"""Validation diagnostics of downscaled precipitation — the metrics library: pure xarray/dask functions over
+named dims, area-weighted with the cube's cell area, streaming over data larger than memory. They are composed
+into the score of an output store by :mod:`downscale.evaluation` (which also names the regions and targets).
 
-Modules (one concept each): :mod:`~downscale.diagnostics.weights` (area weights, regions),
+Modules (one concept each): :mod:`~downscale.diagnostics.weights` (area weights, the region mask),
 :mod:`~downscale.diagnostics.skill` (MSE/MAE, fair and standard CRPS, spread–skill, rank histogram),
 :mod:`~downscale.diagnostics.histogram` and :mod:`~downscale.diagnostics.distribution` (pooled
 histograms, quantiles, PE, EMD, exceedances, wet days, dry spells), :mod:`~downscale.diagnostics.extremes`
@@ -10,17 +11,15 @@ histograms, quantiles, PE, EMD, exceedances, wet days, dry spells), :mod:`~downs
 :mod:`~downscale.diagnostics.structure` (SAE, spectra, autocorrelation, diurnal cycle),
 :mod:`~downscale.diagnostics.climatology` (mean and bias maps),
 :mod:`~downscale.diagnostics.consistency` (seams, window joins, mass) and
-:mod:`~downscale.diagnostics.compare` (everything for every source, writers).
+:mod:`~downscale.diagnostics.sources` (the sources of an output store).
 
 Example::
 
-    >>> from downscale.diagnostics.compare import CompareConfig, compare, write_comparison
-    >>> write_comparison(compare(xr.open_zarr("outputs.zarr"), CompareConfig(factor=8)), "diagnostics/")
+    >>> from downscale.diagnostics import skill, weights
+    >>> weights.weighted_mean(skill.crps_ensemble(ens, truth), area)
 """
 
-from downscale.diagnostics.compare import CompareConfig, Comparison, write_comparison
 from downscale.diagnostics.dims import INTERNAL, OUTPUT, Dims
-from downscale.diagnostics.weights import REGIONS, Region, region_weights, weighted_mean
+from downscale.diagnostics.weights import Region, region_weights, weighted_mean
 
-__all__ = ["INTERNAL", "OUTPUT", "REGIONS", "CompareConfig", "Comparison", "Dims", "Region", "region_weights",
-           "weighted_mean", "write_comparison"]
+__all__ = ["INTERNAL", "OUTPUT", "Dims", "Region", "region_weights", "weighted_mean"]

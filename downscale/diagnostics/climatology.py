@@ -13,7 +13,7 @@ Example::
 
     >>> maps = seasonal_mean(ens.mean("member"))                    # (season, tile, grid_yt, grid_xt)
     >>> pb = percent_bias_map(maps, seasonal_mean(truth))
-    >>> regional_means(annual_mean(truth), area, lat, lon)        # (year, region)
+    >>> regional_means(annual_mean(truth), area, lat, lon, REGIONS.values())   # (year, region)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import xarray as xr
 
 from downscale.diagnostics.dims import SPATIAL_DIMS, TIME_DIM, require_dims
-from downscale.diagnostics.weights import DEFAULT_REGIONS, Region, regional_weights, weighted_mean
+from downscale.diagnostics.weights import Region, regional_weights, weighted_mean
 
 SEASONS = ("DJF", "MAM", "JJA", "SON")
 SECONDS_PER_DAY = 86400.0
@@ -79,11 +79,11 @@ def percent_bias_map(forecast_mean: xr.DataArray, truth_mean: xr.DataArray,
 
 
 def regional_means(x: xr.DataArray, area: xr.DataArray, lat: xr.DataArray, lon: xr.DataArray,
-                   regions: Iterable[str | Region] = DEFAULT_REGIONS,
+                   regions: Iterable[Region],
                    spatial_dims: tuple[str, str, str] = SPATIAL_DIMS) -> xr.DataArray:
     """Area-weighted means of ``x`` over ``spatial_dims`` for each region, dim ``region`` (other dims kept).
 
-    Example: ``regional_means(time_mean(truth), area, lat, lon, ["california"]) * 86400  # mm/day``
+    Example: ``regional_means(time_mean(truth), area, lat, lon, [REGIONS["california"]]) * 86400  # mm/day``
     """
     require_dims(x, list(spatial_dims), "regional_means")
     w = regional_weights(area, lat, lon, regions)

@@ -149,7 +149,7 @@ def regional_histograms(x: xr.DataArray, weights: xr.DataArray, bins: LogBins = 
                         region_dim: str = "region") -> xr.DataArray:
     """:func:`histogram` for stacked weights ``(region, tile, y, x)``: ``(region, bin)``, one pass.
 
-    Example: ``regional_histograms(truth, regional_weights(area, lat, lon))``
+    Example: ``regional_histograms(truth, regional_weights(area, lat, lon, REGIONS.values()))``
     """
     if region_dim not in weights.dims:
         raise ValueError(f"regional_histograms: weights lack the {region_dim!r} dim (have {tuple(weights.dims)})")

@@ -19,7 +19,7 @@ divides K'; a deterministic source lands on 0 and 1).
 
 Example::
 
-    >>> w = exceedance_counts(ens, truth, thresholds, regional_weights(area, lat, lon))
+    >>> w = exceedance_counts(ens, truth, thresholds, regional_weights(area, lat, lon, REGIONS.values()))
     >>> brier_score(w)                                    # (region, threshold_quantile)
     >>> reliability_curve(reliability_counts(w, 8))      # frequency and weight per probability
 """

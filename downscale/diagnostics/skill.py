@@ -82,40 +82,45 @@ def bias(forecast: xr.DataArray, truth: xr.DataArray, weights: xr.DataArray,
     return weighted_mean(forecast - truth, weights, dims)
 
 
-def _sorted_pair_sum(values: np.ndarray) -> np.ndarray:
-    """Σ_k Σ_l |x_k − x_l| over the last axis, from the sorted values: 2 Σ_i (2i − K − 1) x_(i)."""
-    k = values.shape[-1]
-    coeff = 2.0 * np.arange(1, k + 1) - k - 1
-    return 2.0 * np.sum(np.sort(values, axis=-1) * coeff, axis=-1)
+def crps_estimators(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise ``(fair, standard)`` CRPS (module docstring) of ``members (..., K)`` (members on the last axis)
+    against ``truth (...)``, in float64, in the units of the data. The one implementation of both estimators:
+    the report (through :func:`crps_fair_and_standard`) and training validation
+    (:class:`downscale.evaluation.pooled.PooledScores`) call it. K = 1 gives |x − y| for both.
 
-
-def ensemble_pair_sum(ensemble: xr.DataArray, member_dim: str = MEMBER_DIM) -> xr.DataArray:
-    """Pointwise Σ_k Σ_l |x_k − x_l| over the members (units of the data); the member dim is gathered
-    into one chunk on dask (memory: one chunk × K)."""
-    require_dims(ensemble, [member_dim], "ensemble_pair_sum")
-    if ensemble.chunks is not None:
-        ensemble = ensemble.chunk({member_dim: -1})
-    return xr.apply_ufunc(_sorted_pair_sum, ensemble, input_core_dims=[[member_dim]],
-                          dask="parallelized", output_dtypes=[np.float64])
+    Example: ``fair, standard = crps_estimators(np.moveaxis(ens, 0, -1), truth)``
+    """
+    x = np.asarray(members, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    if x.shape[:-1] != y.shape:
+        raise ValueError(f"crps_estimators: members {x.shape} (members last) do not fit the truth {y.shape}")
+    k = x.shape[-1]
+    skill = np.abs(x - y[..., None]).mean(-1)
+    if k == 1:
+        return skill, skill
+    coeff = 2.0 * np.arange(1, k + 1) - k - 1                # Σ_k Σ_l |x_k − x_l| = 2 Σ_i (2i − K − 1) x_(i)
+    pair = 2.0 * np.sum(np.sort(x, axis=-1) * coeff, axis=-1)
+    return skill - pair / (2.0 * k * (k - 1)), skill - pair / (2.0 * k * k)
 
 
 def crps_fair_and_standard(ensemble: xr.DataArray, truth: xr.DataArray,
                            member_dim: str = MEMBER_DIM) -> tuple[xr.DataArray, xr.DataArray]:
-    """Pointwise ``(fair, standard)`` CRPS of ``ensemble`` against ``truth`` sharing one skill term and one
-    sort of the members (module docstring). ``standard`` is the CRPS of this K-member ensemble (its empirical
-    distribution, as ``properscoring.crps_ensemble``); ``fair`` estimates the CRPS the ensemble would get with
-    infinitely many members. Units: kg m-2 s-1; both are |x − y| for K = 1.
+    """Pointwise ``(fair, standard)`` CRPS of ``ensemble`` against ``truth`` (:func:`crps_estimators`, one sort
+    of the members). ``standard`` is the CRPS of this K-member ensemble (its empirical distribution, as
+    ``properscoring.crps_ensemble``); ``fair`` estimates the CRPS the ensemble would get with infinitely many
+    members. Units: kg m-2 s-1 (float64); both are |x − y| for K = 1. On dask the member dim is gathered into
+    one chunk (memory: one chunk × K).
 
     Example: ``fair, standard = crps_fair_and_standard(ens, truth)``
     """
     require_dims(ensemble, [member_dim], "crps_fair_and_standard")
     _check_pair(ensemble, truth, "crps_fair_and_standard")
-    k = ensemble.sizes[member_dim]
-    skill = abs(ensemble - truth).mean(member_dim)
-    if k == 1:
-        return skill, skill
-    pair = ensemble_pair_sum(ensemble, member_dim)
-    return skill - pair / (2.0 * k * (k - 1)), skill - pair / (2.0 * k * k)
+    if ensemble.chunks is not None:
+        ensemble = ensemble.chunk({member_dim: -1})
+    fair, standard = xr.apply_ufunc(crps_estimators, ensemble, truth, input_core_dims=[[member_dim], []],
+                                    output_core_dims=[[], []], dask="parallelized",
+                                    output_dtypes=[np.float64, np.float64])
+    return fair, standard
 
 
 def crps_ensemble(ensemble: xr.DataArray, truth: xr.DataArray, member_dim: str = MEMBER_DIM,

@@ -43,7 +43,7 @@ at a time while bootstrapping (40 MB for 200 resamples).
 
 Example::
 
-    >>> h = daily_histograms(ens, regional_weights(area, lat, lon))          # (day, region, bin), lazy
+    >>> h = daily_histograms(ens, regional_weights(area, lat, lon, REGIONS.values()))    # (day, region, bin), lazy
     >>> boot = bootstrap_extremes(xr.concat([h, h_truth], "source").assign_coords(source=["ensemble", "truth"]),
     ...                           n_values, n_boot=200, seed=0)
 """
@@ -105,7 +105,7 @@ def daily_histograms(x: xr.DataArray, weights: xr.DataArray | None = None, bins:
     ``day`` it is the pooled histogram. Lazy on dask: time is re-chunked to whole days (chunk boundaries moved
     back to the start of their day) and each block gives the counts of its days, summed over the other blocks.
 
-    Example: ``daily_histograms(truth, regional_weights(area, lat, lon))  # (day, region, bin)``
+    Example: ``daily_histograms(truth, regional_weights(area, lat, lon, REGIONS.values()))  # (day, region, bin)``
     """
     require_dims(x, [time_dim], "daily_histograms")
     days, index = day_index(x[time_dim])

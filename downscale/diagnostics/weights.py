@@ -6,14 +6,12 @@ the area weight with every cell outside it set to zero, so one code path serves 
 
     ⟨f⟩_R = Σ_{i ∈ R} A_i f_i / Σ_{i ∈ R} A_i
 
-Regions (lat in degrees north, lon in degrees east on [0, 360)):
-
-* ``global``; ``tropics`` |lat| < 23.5; ``extratropics`` |lat| ≥ 23.5;
-* ``california`` 32–42 N, 235–246 E; ``himalayas`` 26–36 N, 75–95 E (the STVD paper's two case studies).
+A :class:`Region` is a latitude band, optionally cut to a longitude box; the named regions that are scored
+live in :mod:`downscale.evaluation.regions` (one definition each).
 
 Example::
 
-    >>> w = region_weights(grid.area, grid.lat, grid.lon, "california")
+    >>> w = region_weights(grid.area, grid.lat, grid.lon, Region("box", 32.0, 42.0, 235.0, 246.0))
     >>> weighted_mean(precip, w, ("tile", "y", "x"))          # (time,) regional mean, lazy on dask
 """
 
@@ -24,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-
-TROPIC_LATITUDE = 23.5
 
 
 @dataclass(frozen=True)
@@ -52,28 +48,6 @@ class Region:
         return inside.rename(self.name)
 
 
-REGIONS: dict[str, Region] = {
-    r.name: r
-    for r in (
-        Region("global"),
-        Region("tropics", 0.0, TROPIC_LATITUDE, abs_lat=True),
-        Region("extratropics", TROPIC_LATITUDE, 90.0, abs_lat=True),
-        Region("california", 32.0, 42.0, 235.0, 246.0),
-        Region("himalayas", 26.0, 36.0, 75.0, 95.0),
-    )
-}
-DEFAULT_REGIONS = tuple(REGIONS)
-
-
-def get_region(region: str | Region) -> Region:
-    if isinstance(region, Region):
-        return region
-    try:
-        return REGIONS[region]
-    except KeyError:
-        raise ValueError(f"unknown region {region!r}: use one of {sorted(REGIONS)} or a Region") from None
-
-
 def check_area(area: xr.DataArray) -> xr.DataArray:
     """``area`` as float64, loaded (a static field is small), after checking it is finite and positive."""
     area = area.astype(np.float64).load()
@@ -84,26 +58,24 @@ def check_area(area: xr.DataArray) -> xr.DataArray:
     return area
 
 
-def region_weights(area: xr.DataArray, lat: xr.DataArray, lon: xr.DataArray,
-                   region: str | Region = "global") -> xr.DataArray:
+def region_weights(area: xr.DataArray, lat: xr.DataArray, lon: xr.DataArray, region: Region) -> xr.DataArray:
     """Area weights ``(tile, y, x)`` in m², zero outside ``region``; raises if the region holds no cell.
 
-    Example: ``region_weights(area, lat, lon, "himalayas")``
+    Example: ``region_weights(area, lat, lon, REGIONS["himalayas"])``
     """
-    reg = get_region(region)
-    w = check_area(area).where(reg.mask(lat.load(), lon.load()), 0.0)
+    w = check_area(area).where(region.mask(lat.load(), lon.load()), 0.0)
     if not float(w.sum()) > 0:
-        raise ValueError(f"region {reg.name!r} contains no cell centre of this grid")
-    return w.rename(f"area_{reg.name}")
+        raise ValueError(f"region {region.name!r} contains no cell centre of this grid")
+    return w.rename(f"area_{region.name}")
 
 
 def regional_weights(area: xr.DataArray, lat: xr.DataArray, lon: xr.DataArray,
-                     regions: Iterable[str | Region] = DEFAULT_REGIONS) -> xr.DataArray:
+                     regions: Iterable[Region]) -> xr.DataArray:
     """:func:`region_weights` of several regions stacked along a new ``region`` dim: ``(region, tile, y, x)``.
 
-    Example: ``weighted_mean(truth, regional_weights(area, lat, lon))  # (region,): over time and space``
+    Example: ``weighted_mean(truth, regional_weights(area, lat, lon, REGIONS.values()))  # (region,)``
     """
-    regs = [get_region(r) for r in regions]
+    regs = list(regions)
     stacked = xr.concat([region_weights(area, lat, lon, r) for r in regs], dim="region")
     return stacked.assign_coords(region=[r.name for r in regs]).rename("area_weights")
 

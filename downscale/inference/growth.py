@@ -17,7 +17,7 @@ again (the block's shard is rewritten around its old frames, which keep their va
 2. the root says "in progress" and drops its consolidated metadata: readers see an unfinished store
    (:func:`~downscale.inference.store.open_output` names the missing items);
 3. every array on ``time`` is resized (new frames read as the fill value: NaN, seed −1) and the
-   ``time`` coordinate gets the new times, encoded in the store's units and calendar;
+   ``time`` coordinate and its bounds ``time_bnds`` get the new times, encoded in the store's units and calendar;
 4. the root's fingerprint becomes the new spec's.
 """
 
@@ -31,8 +31,10 @@ import cftime
 import numpy as np
 import zarr
 
-from downscale.inference.store import (FINGERPRINT, IN_PROGRESS, SERIES, STATUS, OutputSpec, OutputStoreError,
-                                       _plan, _quiet_bookkeeping, _root_metadata, _status, _write_plan, time_ranges)
+from downscale.inference.store import quiet_bookkeeping, root_attributes, status_of
+from downscale.inference.store_faults import OutputStoreError, io_faults
+from downscale.inference.store_plan import planned_length, read_plan, time_ranges, write_plan
+from downscale.inference.store_schema import FINGERPRINT, IN_PROGRESS, SERIES, STATUS, TIME_BOUNDS, OutputSpec
 
 TIME = "time"
 
@@ -43,10 +45,6 @@ def _stored_times(root: Path) -> np.ndarray:
     return np.asarray(cftime.num2date(arr[:], arr.attrs["units"], arr.attrs["calendar"]), dtype=object)
 
 
-def _planned_length(root: Path) -> int:
-    return max(stop for _, stop in _plan(root)["time_ranges"])
-
-
 def new_frames(path: str | os.PathLike[str], spec: OutputSpec) -> int:
     """How many frames ``spec`` adds to the store at ``path`` (0: the store already holds ``spec``).
 
@@ -54,19 +52,19 @@ def new_frames(path: str | os.PathLike[str], spec: OutputSpec) -> int:
     (another series, or times that are not a continuation of the store's), FileNotFoundError if there is
     no store."""
     root = Path(path)
-    if _status(root) is None:
+    if status_of(root) is None:
         raise FileNotFoundError(f"output store {root}: does not exist")
-    attrs = (_root_metadata(root) or {}).get("attributes", {})
+    attrs = root_attributes(root)
     if attrs.get(FINGERPRINT) == spec.fingerprint:
         return 0
     if attrs.get(SERIES) != spec.series_fingerprint:
         raise OutputStoreError(
             f"output store {root}: was made by another configuration (bundle, sampler, members, grid, blocks or "
             f"first time differ), so it cannot grow by appending; choose another output or pass overwrite")
-    plan = _plan(root)
+    plan = read_plan(root)
     if plan["fingerprint"] == spec.fingerprint:  # an extension to spec was interrupted
         return len(spec.times) - plan["grown_from"]
-    old = _stored_times(root)[:_planned_length(root)]
+    old = _stored_times(root)[:planned_length(root)]
     if len(old) > len(spec.times) or not all(a == b for a, b in zip(old, spec.times, strict=False)):
         raise OutputStoreError(
             f"output store {root}: holds {len(old)} frames ({old[0]} … {old[-1]}); the input now gives "
@@ -81,30 +79,38 @@ def extend_store(path: str | os.PathLike[str], spec: OutputSpec) -> int:
     added = new_frames(root, spec)
     if added == 0:
         return 0
+    with io_faults(root, "grow"):
+        _extend(root, spec)
+    return added
+
+
+def _extend(root: Path, spec: OutputSpec) -> None:
+    """The four steps of :func:`extend_store` (module docstring)."""
     time = zarr.open_array(root / TIME, mode="r+")
-    encoded = cftime.date2num(list(spec.times), time.attrs["units"], time.attrs["calendar"])
-    values = np.asarray(encoded).astype(time.dtype)
-    if not np.array_equal(values, encoded):  # checked before anything changes
+    encoded = {name: np.asarray(cftime.date2num(dates, time.attrs["units"], time.attrs["calendar"]))
+               for name, dates in ((TIME, list(spec.times)), (TIME_BOUNDS, spec.time_bounds))}
+    values = {name: v.astype(time.dtype) for name, v in encoded.items()}
+    if not all(np.array_equal(values[name], encoded[name]) for name in values):  # checked before anything changes
         raise OutputStoreError(f"output store {root}: the new times cannot be encoded exactly in the store's "
                                f"time units {time.attrs['units']!r}")
-    plan = _plan(root)
+    plan = read_plan(root)
     if plan["fingerprint"] != spec.fingerprint:                                        # 1. the plan
-        old = _planned_length(root)
+        old = planned_length(root)
         ranges = [tuple(r) for r in plan["time_ranges"]] + time_ranges(old, len(spec.times), spec.time_block)
-        _write_plan(root, spec.fingerprint, ranges, plan["member_blocks"], grown_from=old)
+        write_plan(root, spec.fingerprint, ranges, plan["member_blocks"], grown_from=old)
     # 2. unfinished: rewriting the root's attributes without use_consolidated drops its consolidated metadata
     group = zarr.open_group(root, mode="r+", use_consolidated=False)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     group.attrs.update({STATUS: IN_PROGRESS,
                         "history": f"{group.attrs['history']}\n{now}: growing to {len(spec.times)} frames"})
     n = len(spec.times)                                                               # 3. the arrays
-    with _quiet_bookkeeping():
+    with quiet_bookkeeping():
         arrays = list(group.arrays())
     for _, array in arrays:
         dims = array.metadata.dimension_names or ()
         if TIME in dims:
             axis = dims.index(TIME)
             array.resize(tuple(n if i == axis else s for i, s in enumerate(array.shape)))
-    zarr.open_array(root / TIME, mode="r+")[:] = values
+    for name, v in values.items():
+        zarr.open_array(root / name, mode="r+")[:] = v
     group.attrs.update({FINGERPRINT: spec.fingerprint})                               # 4. the new spec
-    return added

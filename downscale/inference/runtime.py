@@ -27,7 +27,7 @@ import torch
 from data_catalog.cubesphere import lat_lon_to_unit_vectors
 from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import GEOMETRY_FEATURES
-from downscale.bundle import BundleMetadata
+from downscale.bundle import BundleMetadata, load_model
 from downscale.models.samplers import SamplerConfig, sample
 from downscale.inference.windows import fuse_windows, fused_denoiser
 from downscale.models.conditioning import build_conditioning
@@ -64,7 +64,7 @@ def frame_noise(seeds: np.ndarray, shape: tuple[int, ...], step: int = 0) -> tor
     return out
 
 
-def static_features(meta: BundleMetadata, stats: NormalizationStats, lat: np.ndarray, lon: np.ndarray,
+def static_features(meta: BundleMetadata, lat: np.ndarray, lon: np.ndarray,
                     topography: np.ndarray | None) -> np.ndarray:
     """Normalized static channels ``(S, 6, nf, nf)`` float32 in the bundle's order: ``zsurf`` (m) and the
     cell-centre unit vector (from ``lat``/``lon`` in degrees), as :mod:`data_catalog.prepare` made them."""
@@ -77,7 +77,7 @@ def static_features(meta: BundleMetadata, stats: NormalizationStats, lat: np.nda
             raise ValueError(f"bundle {meta.bundle_id} needs the static field {name!r} but the catalog has no "
                              f"static store")
         else:
-            channels.append(stats.normalize(name, np.asarray(topography, dtype=np.float64)))
+            channels.append(meta.normalization.normalize(name, np.asarray(topography, dtype=np.float64)))
     return np.stack(channels).astype(np.float32)
 
 
@@ -100,9 +100,9 @@ class Runtime:
     def frames(self) -> int:
         return self.meta.clip_frames
 
-    @cached_property
+    @property
     def stats(self) -> NormalizationStats:
-        return NormalizationStats.model_validate(self.meta.normalization)
+        return self.meta.normalization
 
     @cached_property
     def _cap(self) -> float:
@@ -157,10 +157,7 @@ def load_runtime(bundle: str | Path, device: str, sampler: SamplerConfig, window
                  members_per_batch: int, lat: np.ndarray, lon: np.ndarray,
                  topography: np.ndarray | None) -> Runtime:
     """Load ``bundle`` onto ``device`` (eval mode) with the static conditioning of the fine grid."""
-    from downscale.training.trainer import load_model_from_bundle
-
     dev = resolve_device(device)
-    net, meta = load_model_from_bundle(bundle, dev)
-    stats = NormalizationStats.model_validate(meta.normalization)
-    static = torch.from_numpy(static_features(meta, stats, lat, lon, topography)).to(dev)
+    net, meta = load_model(bundle, dev)
+    static = torch.from_numpy(static_features(meta, lat, lon, topography)).to(dev)
     return Runtime(net, meta, static, sampler, window_stride, members_per_batch)

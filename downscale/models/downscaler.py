@@ -15,6 +15,11 @@ normalized, unitless. Target ``y (B, T, C_out, …)`` in the same layout (normal
 gradients into the mean network through the residual and the conditioning; ``detach_mean=True``
 (CorrDiff, Mardani et al. 2024: two stages) stops them at μ. For a fully two-stage run, freeze
 ``mean_net``'s parameters as well.
+
+:class:`DownscalerSpec` is the serializable description of a downscaler (what a model bundle records);
+``spec.build()`` returns the module, with freshly initialized weights::
+
+    >>> net = DownscalerSpec(network=network_preset("tiny"), in_channels=6).build()
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from downscale.models.config import Geometry, NetworkConfig
@@ -114,3 +120,24 @@ class VideoDownscaler(nn.Module):
         residual = sample(lambda x, sigma: self.denoiser(x, sigma, cond_d), latents.to(mu.device), sampler,
                           churn_noise=churn_noise, dtype=mu.dtype)
         return mu + residual
+
+
+class DownscalerSpec(BaseModel):
+    """Everything needed to rebuild a :class:`VideoDownscaler` (weights aside); :meth:`build` builds it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: NetworkConfig = Field(description="shape of both UNets (mean network and denoiser backbone)")
+    in_channels: int = Field(ge=1, description="conditioning channels C_cond (predictors + static features)")
+    out_channels: int = Field(1, ge=1, description="target channels C_out")
+    sigma_data: float = Field(1.0, gt=0, description="EDM σ_data of the residual (normalized units)")
+    detach_mean: bool = Field(False, description="stop diffusion gradients at μ (two-stage training)")
+    P_mean: float = Field(-1.2, description="mean of ln σ in the EDM training noise distribution")
+    P_std: float = Field(1.2, gt=0, description="std of ln σ in the EDM training noise distribution")
+    diffusion_weight: float = Field(1.0, ge=0, description="weight of the diffusion loss in the total loss")
+
+    def build(self) -> VideoDownscaler:
+        """A new :class:`VideoDownscaler` of this shape (random initial weights, training mode, on the CPU)."""
+        return VideoDownscaler.build(self.network, self.in_channels, self.out_channels, self.sigma_data,
+                                     detach_mean=self.detach_mean, P_mean=self.P_mean, P_std=self.P_std,
+                                     diffusion_weight=self.diffusion_weight)

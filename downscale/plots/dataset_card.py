@@ -11,7 +11,7 @@ import numpy as np
 
 from data_catalog.synthetic.config import STEP_HOURS, SyntheticConfig
 from data_catalog.synthetic.topography import LAND_BASE_HEIGHT
-from downscale.plots.globe import REGIONS, add_coastlines, plot_cube, precipitation_norm, zoom
+from downscale.plots.globe import add_coastlines, plot_cube, precipitation_norm, zoom, zoom_window
 
 
 def card_figures(data: dict, config: SyntheticConfig, out_dir: Path) -> list[Path]:
@@ -78,7 +78,7 @@ def _contour_grid(grid, zsurf: np.ndarray, region: str) -> tuple[np.ndarray, np.
 
     from data_catalog.cubesphere import lat_lon_to_unit_vectors
 
-    lon0, lon1, lat0, lat1 = REGIONS[region]
+    lon0, lon1, lat0, lat1 = zoom_window(region)
     lon, lat = np.meshgrid(np.linspace(lon0, lon1, 121), np.linspace(lat0, lat1, 121))
     centres = lat_lon_to_unit_vectors(grid.lat.values.ravel(), grid.lon.values.ravel())
     _, idx = cKDTree(centres).query(lat_lon_to_unit_vectors(lat, lon).reshape(-1, 3))

@@ -24,15 +24,14 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, QuadMesh
 from matplotlib.colors import LogNorm, Normalize
 
+from downscale.diagnostics.weights import Region
+from downscale.evaluation.regions import get_region
+
 #: Natural Earth 1:110m coastlines (public domain), shipped with the package.
 COASTLINE_ZIP = Path(__file__).resolve().parent / "data" / "ne_110m_coastline.zip"
 
-#: Regions the reports zoom on: (lon_min, lon_max, lat_min, lat_max), degrees east / north.
-REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "globe": (0.0, 360.0, -90.0, 90.0),
-    "california": (225.0, 255.0, 25.0, 50.0),
-    "himalayas": (65.0, 105.0, 15.0, 45.0),
-}
+#: Degrees of context a zoom window shows on each side of a region's box.
+ZOOM_MARGIN_DEG = 10.0
 
 
 def wrap_longitude(lon: np.ndarray, central_longitude: float = 180.0) -> np.ndarray:
@@ -81,7 +80,9 @@ def plot_cube(ax: Axes, lonb: np.ndarray, latb: np.ndarray, values: np.ndarray, 
 
 @lru_cache(maxsize=2)
 def load_coastlines(path: str | None = None) -> tuple[np.ndarray, ...]:
-    """Coastline polylines ``(k, 2)`` of (lon, lat) in degrees from a Natural Earth shapefile zip."""
+    """Coastline polylines ``(k, 2)`` of (lon, lat) in degrees from a Natural Earth shapefile zip. Only the
+    geometry is read (``.shp`` and its index ``.shx``): the attribute table (``.dbf``) is not needed, and
+    pyshp would note that Natural Earth's lacks its end-of-file byte."""
     import shapefile  # pyshp
 
     zpath = Path(path) if path else COASTLINE_ZIP
@@ -89,9 +90,9 @@ def load_coastlines(path: str | None = None) -> tuple[np.ndarray, ...]:
         raise FileNotFoundError(f"coastline file {zpath} not found (expected the Natural Earth 1:110m zip)")
     with zipfile.ZipFile(zpath) as z:
         names = {Path(n).suffix: n for n in z.namelist()}
-        if not {".shp", ".shx", ".dbf"} <= names.keys():
-            raise ValueError(f"coastline zip {zpath} lacks a .shp/.shx/.dbf shapefile")
-        reader = shapefile.Reader(**{k: io.BytesIO(z.read(names[f".{k}"])) for k in ("shp", "shx", "dbf")})
+        if not {".shp", ".shx"} <= names.keys():
+            raise ValueError(f"coastline zip {zpath} lacks a .shp/.shx shapefile")
+        reader = shapefile.Reader(**{k: io.BytesIO(z.read(names[f".{k}"])) for k in ("shp", "shx")})
         lines = []
         for shape in reader.shapes():
             points = np.asarray(shape.points, dtype=float)
@@ -119,11 +120,26 @@ def add_coastlines(ax: Axes, central_longitude: float = 180.0, path: str | None 
                                      linewidths=linewidth), autolim=False)
 
 
-def zoom(ax: Axes, region: str | tuple[float, float, float, float], central_longitude: float = 180.0) -> None:
-    """Limit the axes to a named region of :data:`REGIONS` or to ``(lon_min, lon_max, lat_min, lat_max)``
+def zoom_window(region: str | Region, margin: float = ZOOM_MARGIN_DEG) -> tuple[float, float, float, float]:
+    """``(lon_min, lon_max, lat_min, lat_max)`` (degrees east / north) of a region of
+    :data:`downscale.evaluation.regions.REGIONS` (or a :class:`Region`) with ``margin`` degrees around its box,
+    latitudes clipped to ±90; a band around the globe (``global``, ``tropics``) keeps every longitude.
+
+    Example: ``zoom_window("california")  # (225.0, 256.0, 22.0, 52.0)``
+    """
+    r = get_region(region)
+    lat0, lat1 = (-r.lat_max, r.lat_max) if r.abs_lat else (r.lat_min, r.lat_max)
+    lat0, lat1 = max(lat0 - margin, -90.0), min(lat1 + margin, 90.0)
+    if (r.lon_max - r.lon_min) % 360.0 == 0.0 or (r.lon_max - r.lon_min) + 2 * margin >= 360.0:
+        return 0.0, 360.0, lat0, lat1
+    return r.lon_min - margin, r.lon_max + margin, lat0, lat1
+
+
+def zoom(ax: Axes, region: str | Region | tuple[float, float, float, float], central_longitude: float = 180.0) -> None:
+    """Limit the axes to a region's :func:`zoom_window` or to ``(lon_min, lon_max, lat_min, lat_max)``
     (degrees east / north; a region may cross the map's antimeridian only if ``central_longitude`` puts it
     inside the map)."""
-    lon0, lon1, lat0, lat1 = REGIONS[region] if isinstance(region, str) else region
+    lon0, lon1, lat0, lat1 = region if isinstance(region, tuple) else zoom_window(region)
     width = (lon1 - lon0) % 360.0 or 360.0
     start = central_longitude - 180.0 if width == 360.0 else float(wrap_longitude(lon0, central_longitude))
     ax.set_xlim(start, start + width)

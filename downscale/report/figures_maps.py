@@ -22,8 +22,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from downscale.diagnostics.weights import get_region
-from downscale.plots.globe import REGIONS as ZOOMS
+from downscale.evaluation.regions import get_region
 from downscale.plots.globe import add_coastlines, plot_cube, zoom
 from downscale.report.style import LABELS, MM_DAY, SECONDS_PER_DAY, log_ticks, panel_grid
 
@@ -104,7 +103,7 @@ def _panels(panels: Sequence[tuple[str, np.ndarray]], lonb: np.ndarray, latb: np
 
 
 def _metric_box(ax, region: str) -> None:
-    """Outline the box the regional metrics average over (it is smaller than the zoom window)."""
+    """Outline the box the regional metrics average over (the zoom window is that box with a margin)."""
     r = get_region(region)
     ax.add_patch(Rectangle((r.lon_min, r.lat_min), r.lon_max - r.lon_min, r.lat_max - r.lat_min, fill=False,
                            edgecolor="red", linewidth=1.6, linestyle="--"))
@@ -150,11 +149,21 @@ def seasonal_maps(maps: xr.Dataset, lonb: np.ndarray, latb: np.ndarray, bias: bo
 
 
 def zoom_maps(maps: xr.Dataset, lonb: np.ndarray, latb: np.ndarray, region: str) -> Figure:
-    """Whole-period means of every source over a zoom window of :data:`downscale.plots.globe.REGIONS`,
-    with the regional-metric box dashed."""
-    if region not in ZOOMS:
-        raise ValueError(f"no zoom window for region {region!r} (have {sorted(ZOOMS)})")
+    """Whole-period means of every source over the zoom window of a region of
+    :data:`downscale.evaluation.regions.REGIONS` (:func:`downscale.plots.globe.zoom_window`), with the
+    region's box dashed."""
     panels = [(_label(s), maps["mean"].sel(source=s).values * SECONDS_PER_DAY) for s in map_sources(maps)]
     return _panels(panels, lonb, latb, norm=mean_norm(maps), cmap=MEAN_CMAP,
                    label=f"mean precipitation ({MM_DAY})", mask_below=DRY_MM_DAY, extend="max", region=region,
                    panel=ZOOM_PANEL)
+
+
+def annual_max_maps(maps: xr.Dataset, lonb: np.ndarray, latb: np.ndarray) -> Figure:
+    """Annual maximum of daily precipitation (mm/day; mean over the record's years and an ensemble's members) of
+    the truth and every source, on one log scale from 1 mm/day to a rounded 99.5th percentile."""
+    panels = [(_label(s), maps["annual_max_daily"].sel(source=s).values) for s in map_sources(maps)]
+    values = np.stack([p[1] for p in panels])
+    top = _nice_ceiling(float(np.nanpercentile(values, 99.5))) if np.isfinite(values).any() else 10.0
+    norm = LogNorm(vmin=1.0, vmax=max(top, 2.0))
+    return _panels(panels, lonb, latb, norm=norm, cmap=MEAN_CMAP, label=f"annual maximum of daily precipitation "
+                   f"({MM_DAY})", mask_below=1.0, extend="max")

@@ -1,8 +1,9 @@
 """Render the validation report (one offline HTML file) from a diagnostics folder and its output store.
 
-Everything shown is read back from ``metrics.json``, ``maps.zarr``, ``curves.nc`` and
-``evaluation.json`` (:mod:`downscale.report.inputs`); from the output store only its cell corners (for the
-maps) and global attributes (provenance) are read, so the report is reproducible from the folder.
+Everything shown is read back from ``metrics.json``, ``maps.zarr``, ``curves.nc`` and ``evaluation.json``
+(:func:`downscale.evaluation.results.read_diagnostics`); from the output store only its cell corners (for the
+maps) and global attributes (provenance) are read, so the report is reproducible from the folder. Nothing is
+scored here (:mod:`downscale.evaluation`).
 
 Example::
 
@@ -20,16 +21,17 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from downscale.evaluation.regions import CASE_STUDIES
+from downscale.evaluation.results import EVALUATION_FILE, Diagnostics, read_diagnostics
+from downscale.report import climate_tables as ct
 from downscale.report import figures_distribution as fd
 from downscale.report import figures_maps as fm
 from downscale.report import figures_structure as fs
 from downscale.report import tables
 from downscale.report.html import FigureBlock, Section, render_document
-from downscale.report.inputs import EVALUATION_FILE, Diagnostics, StoreInfo, read_diagnostics, read_store_info
+from downscale.report.inputs import StoreInfo, read_store_info
 from downscale.report.style import png_base64, source_colors
 from downscale.version import __version__
-
-ZOOM_REGIONS = ("california", "himalayas")
 
 
 def _figure(name: str, title: str, caption: str, build: Callable[[], Figure]) -> FigureBlock:
@@ -49,7 +51,9 @@ def _summary_section(diags: Diagnostics) -> Section:
     met = sum(row[-1].status == "pass" for row in targets.rows)
     ev = diags.evaluation
     first, last = ev.get("period", ["?", "?"])
-    intro = (f"Ensemble of {ev.get('n_members', '?')} members scored against the truth over "
+    judged = (f"This report judges {ct.years_judged(diags.scalars):.2f} years of one held-out member, downscaled "
+              f"with {ev.get('n_members', '?')} ensemble members. " if ct.has_climatology(diags.scalars) else "")
+    intro = (f"{judged}Ensemble of {ev.get('n_members', '?')} members scored against the truth over "
              f"{first} – {last} ({ev.get('n_times', '?')} times), "
              f"beside the deterministic baselines and the coarse input (factor {ev.get('factor', '?')}). "
              f"The ensemble meets {met} of {len(targets.rows)} targets. Precipitation in mm/day "
@@ -81,8 +85,33 @@ def _map_sections(diags: Diagnostics, store: StoreInfo) -> list[Section]:
     zooms = Section("regions", "California and the Himalayas", "Whole-period means zoomed on the two case-study "
                     "regions; the dashed red box is the region the regional metrics average over.", [
         _figure(f"zoom-{r}", f"{r.capitalize()}: mean precipitation", "Log colour scale in mm/day.",
-                lambda r=r: fm.zoom_maps(maps, lonb, latb, r)) for r in ZOOM_REGIONS])
-    return [annual, seasonal, zooms]
+                lambda r=r: fm.zoom_maps(maps, lonb, latb, r)) for r in CASE_STUDIES])
+    return [annual, seasonal, zooms, *_climate_sections(diags, store)]
+
+
+def _climate_sections(diags: Diagnostics, store: StoreInfo) -> list[Section]:
+    """Climatology by region and period with intervals, wet days and dry spells per season, annual maxima."""
+    scalars, maps = diags.scalars, diags.maps
+    if not ct.has_climatology(scalars):
+        return []
+    periods = ct.present_periods(scalars)
+    absent = ", ".join(p for p in ("DJF", "MAM", "JJA", "SON") if p not in periods)
+    intro = (f"Area means over {', '.join(map(str, scalars.climate_region.values))} for the whole record and each "
+             f"season with data{f' (absent: {absent})' if absent else ''}. A bias is within the "
+             "sampling spread (pass) when the truth's mean lies inside the ensemble members' 2.5–97.5 % range "
+             "(the truth could be one more member), or, for a deterministic source, when the 95 % day-block "
+             "bootstrap interval of its bias (5-day blocks) holds zero; hover a cell for the intervals.")
+    climate = Section("climatology", "Annual and seasonal climatology by region", intro,
+                      [*(ct.climate_table(scalars, p) for p in periods), ct.wet_dry_table(scalars)])
+    items = []
+    if "annual_max_daily" in maps:
+        items.append(_figure("annual-max-daily", "Annual maximum of daily precipitation", "Largest daily total of "
+                             "each calendar year at each cell (mean over years and over an ensemble's members); log "
+                             "colour scale in mm/day, cells under 1 mm/day blank. One year holds one maximum per "
+                             "cell: the return levels below pool a region's peaks over a threshold instead.",
+                             lambda: fm.annual_max_maps(maps, store.lonb, store.latb)))
+    maxima = Section("annual-maxima", "Annual maxima", "", items)
+    return [climate, maxima]
 
 
 def _curve_sections(diags: Diagnostics, colors: dict[str, str]) -> list[Section]:
@@ -104,7 +133,8 @@ def _curve_sections(diags: Diagnostics, colors: dict[str, str]) -> list[Section]
     tail_q = curves.attrs.get("tail_quantile", diags.config.get("tail_quantile", "?"))
     tail_regions = [str(r) for r in curves["tail_region"].values] if "tail_region" in curves.dims else []
     extremes = Section("extremes", "Extremes: return levels", f"Generalized Pareto fits to regional daily totals "
-                       f"above the truth's {tail_q} quantile; shading: bootstrap confidence interval."
+                       f"above the truth's {tail_q} quantile, pooled over the region's cells (and members); "
+                       "shading: 90 % interval of a bootstrap over 5-day blocks of days."
                        if tail_regions else "No return-level regions were configured.", [
         _figure(f"return-levels-{r}", f"Return levels, {r}", "Return level (mm/day) against return period (years, "
                 "log); sources with fewer than 10 days above the threshold have no fit and are named in the legend.",

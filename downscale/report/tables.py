@@ -1,10 +1,7 @@
 """The report's tables as plain data (:class:`Table` of :class:`Cell`), built from the scalar metrics.
 
 Values are shown in readable units (precipitation in mm/day, fractions in %). The validation targets
-(:data:`TARGETS`) are each checked on one source — the ensemble (what it must achieve relative to the best
-deterministic baseline: ``{metric}_ratio`` = metric / that baseline's, lower is better; or relative to the
-truth's own value: ``{metric}_vs_truth``), except the area-mean bias, which is checked on the raw ensemble
-(``ensemble_raw``): the mass-corrected ensemble's is zero by construction. Checked cells are marked
+(:data:`downscale.evaluation.targets.TARGETS`) are checked each on its source; checked cells are marked
 ``pass`` or ``miss``. Every source but the truth is a column, extra ensembles included.
 
 Example::
@@ -16,12 +13,13 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
+from downscale.evaluation.targets import TARGETS, target_source
 from downscale.report.style import to_display
 
 SUMMARY_REGION = "global"
@@ -53,28 +51,6 @@ class Table:
         lines += ["| " + " | ".join(text(c) for c in row) + " |" for row in self.rows]
         return "\n".join(lines)
 
-
-@dataclass(frozen=True)
-class Target:
-    """A validation target on one scalar of one source: its text and the check of a value (stored units)."""
-
-    text: str
-    check: Callable[[float], bool]
-    source: str = "ensemble"
-
-
-#: scalar → its target (checked on ``Target.source``).
-TARGETS: dict[str, Target] = {
-    "crps_fair_ratio": Target("≤ 0.75", lambda v: v <= 0.75),
-    "crps_standard_ratio": Target("≤ 0.85", lambda v: v <= 0.85),
-    "pe_ratio": Target("≤ 0.5", lambda v: v <= 0.5),
-    "emd_ratio": Target("≤ 0.5", lambda v: v <= 0.5),
-    "sae_ratio": Target("≤ 0.7", lambda v: v <= 0.7),
-    "spread_skill": Target("0.8 – 1.2", lambda v: 0.8 <= v <= 1.2),
-    "seam_ratio_vs_truth": Target("≤ 1.05", lambda v: v <= 1.05),
-    "coarse_imprint_vs_truth": Target("≤ 1.05", lambda v: v <= 1.05),
-    "relative_bias": Target("|·| ≤ 10 % (raw ensemble)", lambda v: abs(v) <= 0.10, source="ensemble_raw"),
-}
 
 #: Rows of the summary table: (scalar, label). Fractions (units "1") of these are shown in %.
 FAIR_CRPS = "fair CRPS (K−1 estimator, estimates an infinite ensemble)"
@@ -112,12 +88,6 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
 PERCENT = ("relative_bias", "mass_relative_error")
 #: The summary row telling whether each source's extreme quantiles lie inside the truth's bootstrap interval.
 INSIDE_TAGS, INSIDE_LABEL = ("q999", "q9999"), "q99.9 / q99.99 inside the truth's 95 % interval"
-
-
-def target_source(scalars: xr.Dataset, target: Target) -> str:
-    """The source ``target`` is checked on: its own, or the ensemble when the store has no such source (e.g. no
-    raw variant: mass correction off, or a store written before variants existed — the ensemble is raw then)."""
-    return target.source if target.source in scalars.source.values else "ensemble"
 
 
 def fmt(value: float, digits: int = 3) -> str:

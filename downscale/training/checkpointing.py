@@ -4,7 +4,8 @@
 flushes it to disk, and only then renames it over the target (``os.replace`` is atomic on POSIX
 within one file system). A process killed or failing during a save leaves the previous checkpoint
 exactly as it was; a failing save also removes its temporary file (a SIGKILL cannot, so
-:func:`remove_stale_temporaries` clears leftovers before training starts).
+:func:`remove_stale_temporaries` clears leftovers before training starts). Checkpoints are read with
+``weights_only=True`` only (:func:`load_checkpoint`): a planted pickle never runs.
 
 :func:`checkpoint_callbacks` gives the three kinds of checkpoint the training writes into
 ``<output_dir>/checkpoints``:
@@ -79,14 +80,26 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     return stale
 
 
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint unpickled with ``weights_only=True`` — passed explicitly, so that no environment variable
+    (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) turns it off: tensors and plain containers only; a file that would
+    run code is refused with ``pickle.UnpicklingError``. ``mmap``: map the tensors instead of reading them."""
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning CheckpointIO writing each checkpoint atomically (temp file in the same dir → fsync → rename)."""
+    """Lightning CheckpointIO writing each checkpoint atomically (temp file in the same dir → fsync → rename)
+    and reading every checkpoint with :func:`load_checkpoint` (``weights_only=True``, whatever is asked)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
                         storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
         atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu",
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location)
 
 
 def checkpoint_callbacks(dirpath: str | Path, every_n_steps: int, keep_periodic: bool = False) -> list[ModelCheckpoint]:

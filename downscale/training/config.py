@@ -42,7 +42,8 @@ class OptimizerConfig(_Section):
     lr: float = Field(2e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(500, ge=0, description="linear warm-up to lr over this many steps (at most half of a stage)")
+    warmup_steps: int = Field(500, ge=0, description="linear warm-up to lr over this many steps; longer than a "
+                              "stage is refused, more than half of one is cut to half (with a warning)")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine ends at lr * min_lr_ratio at max_steps")
     grad_clip: float | None = Field(1.0, gt=0, description="clip the global gradient norm; null = off")
 
@@ -146,7 +147,41 @@ class TrainConfig(_Section):
         if self.mode == "two_stage" and self.mean_stage_steps < 1:
             raise ValueError(f"two_stage: mean_stage_fraction {self.mean_stage_fraction} of max_steps "
                              f"{self.max_steps} leaves no step for the mean")
+        warmup = self.optimizer.warmup_steps
+        for stage, steps in self.stages:
+            if warmup > steps:
+                raise ValueError(f"optimizer.warmup_steps ({warmup}) is longer than {stage}: the "
+                                 f"learning rate would never reach optimizer.lr ({self.optimizer.lr:g}); give "
+                                 f"optimizer.warmup_steps ≤ {steps // 2} (at most half of it) or more max_steps")
         return self
+
+    @property
+    def stages(self) -> list[tuple[str, int]]:
+        """Each learning-rate stage as (what it is, in words; its optimizer steps): the whole run in joint
+        mode, the mean stage and the residual stage in two_stage mode. Each has its own warm-up."""
+        if self.mode == "joint":
+            return [(f"the run (max_steps {self.max_steps})", self.max_steps)]
+        mean, rest = self.mean_stage_steps, self.max_steps - self.mean_stage_steps
+        return [(f"the mean stage ({mean} steps: mean_stage_fraction {self.mean_stage_fraction:g} × max_steps "
+                 f"{self.max_steps})", mean), (f"the residual stage ({rest} steps after the mean stage)", rest)]
+
+    def schedule_warnings(self) -> list[str]:
+        """What this run will do other than its settings read — a warm-up cut to half of a stage, no
+        validation or no interval checkpoint before the end — one sentence each, naming the fields.
+        Empty for a consistent config. :func:`downscale.training.trainer.fit` logs them as WARNINGs."""
+        warnings, warmup, total = [], self.optimizer.warmup_steps, self.max_steps
+        for stage, steps in self.stages:
+            if warmup > steps // 2:
+                warnings.append(f"optimizer.warmup_steps ({warmup}) is more than half of {stage}: the warm-up is "
+                                f"cut to {steps // 2} steps")
+        if self.validation.every_n_steps > total:
+            warnings.append(f"validation.every_n_steps ({self.validation.every_n_steps}) is beyond max_steps "
+                            f"({total}): validation never runs, so no val/* metrics and no best-*.ckpt")
+        if self.checkpoint.every_n_steps > total:
+            warnings.append(f"checkpoint.every_n_steps ({self.checkpoint.every_n_steps}) is beyond max_steps "
+                            f"({total}): the only checkpoint is written at the end, so an interrupted run "
+                            "starts again from step 0")
+        return warnings
 
     @property
     def mean_stage_steps(self) -> int:

@@ -18,12 +18,15 @@ uninterrupted one would.
 Validation (EMA weights, fixed seeds): ``K`` ensemble members per clip from the **production sampler**
 (``validation.sampler``, by default :data:`~downscale.models.samplers.PRODUCTION_SAMPLER`, the one
 ``generate`` uses), metrics in physical units (kg m-2 s-1, after :meth:`NormalizationStats.denormalize`,
-clipped at 0), before any mass correction: ``val/crps_fair`` and ``val/crps_standard`` (area-weighted CRPS,
-both estimators), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``, ``val/q9999_ratio``
-(predicted / true 99.9th and 99.99th percentile of all pooled values, area weighted on the report's bins),
-``val/tail_error`` (mean |ratio − 1|) and ``val/residual_std_ratio`` (area-weighted std of the sampled
-residual x − μ over that of the true residual y − μ, normalized units: 1 for a well-dispersed diffusion).
-Sums and histograms are reduced over ranks before logging.
+clipped at 0), before any mass correction, scored by the report's statistics
+(:class:`downscale.evaluation.pooled.PooledScores`, one implementation): ``val/crps_fair`` and
+``val/crps_standard`` (the area-weighted CRPS of both estimators over every point, frame and clip, the report's
+``crps_fair`` / ``crps_standard``), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``,
+``val/q9999_ratio`` (predicted / true 99.9th and 99.99th pooled area-weighted percentile, on the report's bins:
+its ``quantile_value`` statistic), ``val/tail_error`` (mean |ratio − 1|) and ``val/residual_std_ratio``
+(area-weighted std of the sampled residual x − μ over that of the true residual y − μ, normalized units: 1 for
+a well-dispersed diffusion). The scores are computed on the CPU; their sums and histograms are reduced over
+ranks before logging.
 """
 
 from __future__ import annotations
@@ -33,58 +36,21 @@ import math
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
-from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import PreparedDataset
+from downscale.dataset_info import DatasetInfo
+from downscale.evaluation.pooled import TAIL_QUANTILES, PooledScores
 from downscale.models.conditioning import build_conditioning
 from downscale.models.config import NetworkConfig, network_preset
-from downscale.models.downscaler import VideoDownscaler, weighted_mse
+from downscale.models.downscaler import DownscalerSpec, weighted_mse
 from downscale.training.config import TrainConfig
 from downscale.training.ema import EMA
-from downscale.training.metrics import TailCounts, fair_crps, standard_crps, tail_error, tail_ratios
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "downscale"
-TAIL_QUANTILES = (0.999, 0.9999)
-
-
-class DatasetInfo(BaseModel):
-    """What training and the bundle need to know about the prepared dataset (from its manifest)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str
-    fingerprint: str
-    catalog_name: str
-    target: str
-    predictors: tuple[str, ...]
-    static_features: tuple[str, ...]
-    coarse_resolution: int
-    fine_resolution: int
-    factor: int
-    clip_frames: int
-    time_step_seconds: float
-    normalization: dict[str, Any]
-    train_members: tuple[str, ...]
-    validation_members: tuple[str, ...]
-
-    @classmethod
-    def from_prepared(cls, prepared: PreparedDataset) -> DatasetInfo:
-        m, clips = prepared.manifest, prepared.splits.clips
-        return cls(path=str(prepared.path), fingerprint=m.fingerprint, catalog_name=m.catalog_name, target=m.target,
-                   predictors=m.predictors, static_features=m.static_features,
-                   coarse_resolution=m.coarse_resolution, fine_resolution=m.fine_resolution, factor=m.factor,
-                   clip_frames=prepared.splits.clip_frames, time_step_seconds=m.time_step_seconds,
-                   normalization=prepared.stats.model_dump(mode="json"),
-                   train_members=tuple(sorted({c[0] for c in clips.get("train", [])})),
-                   validation_members=tuple(sorted({c[0] for c in clips.get("validation", [])})))
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.predictors) + len(self.static_features)
 
 
 def fine_area_weights(prepared: PreparedDataset) -> torch.Tensor:
@@ -108,6 +74,15 @@ def network_config(config: TrainConfig, info: DatasetInfo) -> NetworkConfig:
     return net
 
 
+def downscaler_spec(config: TrainConfig, info: DatasetInfo, network: NetworkConfig) -> DownscalerSpec:
+    """The :class:`DownscalerSpec` a training builds: ``network`` on the dataset's conditioning channels,
+    one output channel, the diffusion settings of ``config`` (μ detached in ``two_stage`` mode)."""
+    d = config.diffusion
+    return DownscalerSpec(network=network, in_channels=info.in_channels, out_channels=1, sigma_data=d.sigma_data,
+                          detach_mean=config.mode == "two_stage", P_mean=d.P_mean, P_std=d.P_std,
+                          diffusion_weight=d.diffusion_weight)
+
+
 def warmup_cosine(step: int, start: int, end: int, warmup: int, min_ratio: float) -> float:
     """LR factor at ``step`` of a stage ``[start, end)``: linear warm-up over ``warmup`` steps (capped
     at half the stage), then cosine from 1 to ``min_ratio`` at ``end``."""
@@ -118,6 +93,11 @@ def warmup_cosine(step: int, start: int, end: int, warmup: int, min_ratio: float
         return (s + 1) / warmup
     progress = min(max(s - warmup, 0) / max(length - warmup, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _float64(x: torch.Tensor) -> np.ndarray:
+    """``x`` as a float64 numpy array on the CPU (what :class:`PooledScores` adds up)."""
+    return x.detach().double().cpu().numpy()
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -140,13 +120,10 @@ class DownscalingModule(pl.LightningModule):
         self.info = DatasetInfo.model_validate(dataset)
         self.save_hyperparameters({"train_config": self.config.model_dump(mode="json"),
                                    "dataset": self.info.model_dump(mode="json")})
-        self.stats = NormalizationStats.model_validate(self.info.normalization)
+        self.stats = self.info.normalization
         self._y_cap = float(self.stats.normalize(self.info.target, 1.0))
         self.network_config = network_config(self.config, self.info)
-        d = self.config.diffusion
-        self.net = VideoDownscaler.build(self.network_config, self.info.in_channels, 1, d.sigma_data,
-                                         detach_mean=self.config.mode == "two_stage", P_mean=d.P_mean,
-                                         P_std=d.P_std, diffusion_weight=d.diffusion_weight)
+        self.net = downscaler_spec(self.config, self.info, self.network_config).build()
         nf = self.info.fine_resolution
         weights = area_weights if area_weights is not None else torch.ones(6, nf, nf)
         if tuple(weights.shape) != (6, nf, nf):
@@ -237,15 +214,13 @@ class DownscalingModule(pl.LightningModule):
             self.freeze_mean(load_ema=False)
 
     # ---- validation ----------------------------------------------------------------------------------------
-    _SUMS = ("crps_fair", "crps_standard", "mae_mean", "residual_sq_sample", "residual_sq_true", "clips")
-
     def _reset_validation_sums(self) -> None:
-        self._sums = torch.zeros(len(self._SUMS), dtype=torch.float64)
-        self._hist_pred, self._hist_true = TailCounts(), TailCounts()
+        self._scores = PooledScores()
+        self._residual_sq = torch.zeros(2, dtype=torch.float64)     # Σ per-clip mean (x − μ)², (y − μ)²
 
     def on_validation_epoch_start(self) -> None:
         self._reset_validation_sums()
-        self._sums = self._sums.to(self.device)
+        self._residual_sq = self._residual_sq.to(self.device)
         self._live = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         self.ema.copy_to(self.net)
 
@@ -256,19 +231,16 @@ class DownscalingModule(pl.LightningModule):
                 state[k].copy_(v)
         del self._live
         strategy = self.trainer.strategy
-        sums = dict(zip(self._SUMS, strategy.reduce(self._sums, reduce_op="sum").tolist(), strict=True))
-        pred = strategy.reduce(self._hist_pred.counts.to(self.device), reduce_op="sum")
-        true = strategy.reduce(self._hist_true.counts.to(self.device), reduce_op="sum")
-        if sums["clips"] == 0:
+        sample_sq, true_sq = strategy.reduce(self._residual_sq, reduce_op="sum").tolist()
+        reduced = strategy.reduce(torch.from_numpy(self._scores.state).to(self.device), reduce_op="sum")
+        self._scores.state = reduced.cpu().numpy().copy()
+        if self._scores.empty:
             return
-        self._hist_pred.counts, self._hist_true.counts = pred, true
-        ratios = tail_ratios(self._hist_pred, self._hist_true, TAIL_QUANTILES)
-        clips = sums["clips"]
-        metrics = {"val/crps_fair": sums["crps_fair"] / clips, "val/crps_standard": sums["crps_standard"] / clips,
-                   "val/mae_mean": sums["mae_mean"] / clips,
-                   "val/q999_ratio": ratios[0.999], "val/q9999_ratio": ratios[0.9999],
-                   "val/tail_error": tail_error(ratios),
-                   "val/residual_std_ratio": math.sqrt(sums["residual_sq_sample"] / max(sums["residual_sq_true"], 1e-30))}
+        scores = self._scores.results(TAIL_QUANTILES)
+        metrics = {"val/crps_fair": scores["crps_fair"], "val/crps_standard": scores["crps_standard"],
+                   "val/mae_mean": scores["mae_point"], "val/q999_ratio": scores["q999_ratio"],
+                   "val/q9999_ratio": scores["q9999_ratio"], "val/tail_error": scores["tail_error"],
+                   "val/residual_std_ratio": math.sqrt(sample_sq / max(true_sq, 1e-30))}
         for name, value in metrics.items():
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
@@ -310,11 +282,7 @@ class DownscalingModule(pl.LightningModule):
         truth, mean = self._physical(target[keep]), self._physical(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
         mu_kept = mu[keep].float()
-        per_clip = {"crps_fair": fair_crps(ensemble, truth), "crps_standard": standard_crps(ensemble, truth),
-                    "mae_mean": (mean - truth).abs(), "residual_sq_sample": ((normalized - mu_kept) ** 2).mean(0),
-                    "residual_sq_true": (target[keep].float() - mu_kept) ** 2}
-        for name, field in per_clip.items():
-            self._sums[self._SUMS.index(name)] += self._per_clip_mean(field, weights).sum()
-        self._sums[self._SUMS.index("clips")] += truth.shape[0]
-        self._hist_true.update(truth, weights)
-        self._hist_pred.update(ensemble, weights)
+        self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))
+        residual = (((normalized - mu_kept) ** 2).mean(0), (target[keep].float() - mu_kept) ** 2)
+        for i, field in enumerate(residual):
+            self._residual_sq[i] += self._per_clip_mean(field, weights).sum()

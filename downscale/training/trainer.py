@@ -1,9 +1,10 @@
 """Run a training from a :class:`TrainConfig`, resume it, and export the model bundle.
 
     bundle = train(config)                  # fresh run → <output_dir>/model.bundle.safetensors
-    bundle = train(config, resume=True)     # continue from checkpoints/last.ckpt (or a newer SLURM hpc_ckpt)
+    bundle = train(config, resume=True)     # continue from the newest intact checkpoint (downscale.training.resume)
     export_bundle("runs/x/checkpoints/best-crps.ckpt", "best.bundle.safetensors")
-    net, meta = load_model_from_bundle(bundle, "cuda")
+
+(Loading a bundle is :func:`downscale.bundle.load_model`; it needs nothing of training.)
 
 Command line (what ``infra/slurm/train.sbatch`` runs under ``srun``, one process per GPU)::
 
@@ -13,28 +14,34 @@ Hardware: ``precision: auto`` is bf16-mixed on CUDA and 32-bit otherwise; ``stra
 when more than one device or node is used (``find_unused_parameters`` on in ``two_stage`` mode,
 where each stage leaves one network without gradients). Under SLURM, Lightning's
 ``SLURMEnvironment`` is detected from the environment (ranks from ``srun``); on ``SIGUSR1``
-(``#SBATCH --signal=SIGUSR1@120``) it writes ``hpc_ckpt_N.ckpt`` and requeues the job, and
-``resume=True`` picks whichever of that and ``last.ckpt`` is newer.
+(``#SBATCH --signal=SIGUSR1@120``) it writes ``hpc_ckpt_N.ckpt`` and requeues the job.
+
+``resume=True`` continues from the newest checkpoint that loads safely (``last.ckpt``, ``hpc_ckpt_N``,
+``step=N``, ``best-*``; :func:`downscale.training.resume.resume_point`), logging any it passed over;
+checkpoints are only ever read with ``weights_only=True``. ``logs/metrics.csv`` keeps the rows of the
+steps before the resume and ``train_config.yaml`` is written once training starts
+(:mod:`downscale.training.run_record`): a failed attempt loses neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from data_catalog.prepare import PreparedDataset
-from downscale.bundle import BundleMetadata, load_bundle, save_bundle
+from downscale.baselines import fit_quantile_table
+from downscale.bundle import BaselineTables, BundleMetadata, TrainingRecord, save_bundle
+from downscale.dataset_info import DatasetInfo
+from downscale.logs import configure, share_lightning_logs
 from downscale.models.config import NetworkConfig
-from downscale.models.downscaler import VideoDownscaler
 from downscale.training.checkpointing import (
     LAST,
     AtomicCheckpointIO,
@@ -43,8 +50,10 @@ from downscale.training.checkpointing import (
 )
 from downscale.training.config import TrainConfig
 from downscale.training.datamodule import DownscalingDataModule
-from downscale.training.module import CHECKPOINT_KEY, DatasetInfo, DownscalingModule, fine_area_weights
-from downscale.training.progress import ProgressCallback, ProgressReport
+from downscale.training.module import CHECKPOINT_KEY, DownscalingModule, downscaler_spec, fine_area_weights
+from downscale.training.progress import ProgressCallback, ProgressReport, TrainingLog
+from downscale.training.resume import resume_point
+from downscale.training.run_record import ConfigRecord, MetricsLog
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +96,10 @@ def resolve_strategy(config: TrainConfig) -> str | Strategy:
     return s
 
 
-def loggers(config: TrainConfig) -> list[Logger]:
-    """CSV always (``<output_dir>/logs/``); TensorBoard too when it is installed. Both offline."""
-    out: list[Logger] = [CSVLogger(Path(config.output_dir), name="logs", version="")]
+def loggers(config: TrainConfig, start_step: int = 0) -> list[Logger]:
+    """CSV always (``<output_dir>/logs/metrics.csv``, keeping the rows before ``start_step``); TensorBoard
+    too when it is installed. Both offline."""
+    out: list[Logger] = [MetricsLog(config.output_dir, start_step)]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
@@ -100,8 +110,10 @@ def loggers(config: TrainConfig) -> list[Logger]:
     return out
 
 
-def build_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
-    """A ``Trainer`` for ``config``: step-based validation and checkpoints, atomic checkpoint IO, offline logs."""
+def build_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = None, start_step: int = 0,
+                  **overrides: Any) -> pl.Trainer:
+    """A ``Trainer`` for ``config``: step-based validation and checkpoints, atomic (and weights-only) checkpoint
+    IO, offline logs (a run resumed after ``start_step`` steps keeps the metrics rows before them)."""
     h, v = config.hardware, config.validation
     kwargs: dict[str, Any] = dict(
         max_steps=config.max_steps, max_epochs=-1,
@@ -110,7 +122,7 @@ def build_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = Non
         callbacks=[*checkpoint_callbacks(config.checkpoint_dir, config.checkpoint.every_n_steps,
                                          config.checkpoint.keep_periodic),
                    LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
-        plugins=[AtomicCheckpointIO()], logger=loggers(config), default_root_dir=str(config.output_dir),
+        plugins=[AtomicCheckpointIO()], logger=loggers(config, start_step), default_root_dir=str(config.output_dir),
         val_check_interval=v.every_n_steps, check_val_every_n_epoch=None,
         limit_val_batches=v.max_batches if v.max_batches is not None else 1.0, num_sanity_val_steps=0,
         gradient_clip_val=config.optimizer.grad_clip, gradient_clip_algorithm="norm",
@@ -133,41 +145,32 @@ def build_module(config: TrainConfig) -> DownscalingModule:
     return DownscalingModule(config, DatasetInfo.from_prepared(prepared), fine_area_weights(prepared))
 
 
-# ---- resume -----------------------------------------------------------------------------------------------
-def _hpc_checkpoints(output_dir: Path) -> list[Path]:
-    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("hpc_ckpt_*.ckpt")
-             if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def resume_checkpoint(config: TrainConfig) -> str | None:
-    """``"last"`` (Lightning finds ``checkpoints/last.ckpt``), or a SLURM ``hpc_ckpt_N.ckpt`` newer than it;
-    None when there is nothing to resume from."""
-    last = config.checkpoint_dir / LAST
-    hpc = _hpc_checkpoints(Path(config.output_dir))
-    if hpc and (not last.exists() or hpc[-1].stat().st_mtime > last.stat().st_mtime):
-        return str(hpc[-1])
-    return "last" if last.exists() else None
-
-
+# ---- fit --------------------------------------------------------------------------------------------------
 def fit(config: TrainConfig, resume: bool = False, callbacks: list[pl.Callback] | None = None,
         **trainer_overrides: Any) -> tuple[pl.Trainer, DownscalingModule]:
-    """Train (or continue) a run; returns the trainer and the trained module (live and EMA weights)."""
+    """Train (or continue, from the newest intact checkpoint) a run; returns the trainer and the trained
+    module (live and EMA weights). A resume whose checkpoints are all broken raises
+    :class:`~downscale.training.resume.ResumeError` before anything is written. Progress is logged as
+    training goes (:class:`~downscale.training.progress.TrainingLog`: step, loss, speed, ETA)."""
     config.check_paths()
+    for warning in config.schedule_warnings():
+        log.warning("training config: %s", warning)
     out = Path(config.output_dir)
     remove_stale_temporaries(config.checkpoint_dir)
-    ckpt = resume_checkpoint(config) if resume else None
     if not resume and (config.checkpoint_dir / LAST).exists():
         raise FileExistsError(f"{config.checkpoint_dir / LAST} exists: resume with resume=True (--resume) "
                               f"or choose another output_dir than {out}")
+    start = resume_point(config) if resume else None
+    if resume and start is None:
+        log.info("no checkpoint in %s: training starts at step 0", config.checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.yaml").write_text(config.to_yaml())
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = build_module(config)
-    trainer = build_trainer(config, callbacks, **trainer_overrides)
-    if resume and ckpt is None:
-        log.warning("resume requested but %s holds no checkpoint: starting from step 0", config.checkpoint_dir)
-    trainer.fit(module, datamodule=build_datamodule(config), ckpt_path=ckpt)
+    share_lightning_logs()
+    trainer = build_trainer(config, [ConfigRecord(config), TrainingLog(), *(callbacks or [])],
+                            start_step=start.step if start else 0, **trainer_overrides)
+    trainer.fit(module, datamodule=build_datamodule(config), ckpt_path=start.path if start else None,
+                weights_only=True)
     # The interval checkpoint may not fall on the last step: write the final state too.
     periodic = next(cb for cb in trainer.checkpoint_callbacks if getattr(cb, "save_last", False))
     if getattr(periodic, "_last_global_step_saved", None) != trainer.global_step:
@@ -190,38 +193,23 @@ def train(config: TrainConfig, resume: bool = False, progress: ProgressReport | 
 # ---- bundle -----------------------------------------------------------------------------------------------
 def bundle_metadata(config: TrainConfig, info: DatasetInfo, network: NetworkConfig | dict, steps: int,
                     ema_updates: int, checkpoint_name: str | None) -> BundleMetadata:
-    """What the bundle records: architecture, data description (from the prepared manifest), provenance."""
+    """What the bundle records: the data description (from the prepared manifest), the model spec (activation
+    checkpointing off: it only matters for training) and the training record; no baseline tables."""
     net = NetworkConfig.model_validate(network).model_copy(update={"activation_checkpointing": False})
-    d = config.diffusion
-    return BundleMetadata(
-        network=net.model_dump(mode="json"),
-        model={"class": "VideoDownscaler", "in_channels": info.in_channels, "out_channels": 1,
-               "sigma_data": d.sigma_data, "detach_mean": config.mode == "two_stage", "P_mean": d.P_mean,
-               "P_std": d.P_std, "diffusion_weight": d.diffusion_weight, "training_mode": config.mode,
-               "spatial_mode": config.spatial_mode, "patch_size": config.patch_size,
-               "conditioning": {"upsample": "bilinear (cube-aware, data_catalog.upsample)",
-                                "channels": [*info.predictors, *info.static_features]}},
-        target=info.target, predictors=info.predictors, static_features=info.static_features,
-        coarse_resolution=info.coarse_resolution, fine_resolution=info.fine_resolution, factor=info.factor,
-        clip_frames=info.clip_frames, time_step_seconds=info.time_step_seconds, normalization=info.normalization,
-        provenance={"prepared_dataset": info.path, "prepared_fingerprint": info.fingerprint,
-                    "catalog": info.catalog_name, "train_members": list(info.train_members),
-                    "validation_members": list(info.validation_members), "steps": steps,
-                    "max_steps": config.max_steps, "seed": config.seed, "training_mode": config.mode,
-                    "ema_decay": config.ema.decay, "ema_updates": ema_updates, "weights": "EMA",
-                    "checkpoint": checkpoint_name, "train_config": config.model_dump(mode="json")},
-    )
+    training = TrainingRecord(steps=steps, max_steps=config.max_steps, seed=config.seed, mode=config.mode,
+                              spatial_mode=config.spatial_mode, patch_size=config.patch_size,
+                              ema_decay=config.ema.decay, ema_updates=ema_updates, checkpoint=checkpoint_name,
+                              train_config=config.model_dump(mode="json"))
+    return BundleMetadata(**dict(info), model=downscaler_spec(config, info, net), training=training)
 
 
-def baseline_tables(info: DatasetInfo) -> dict[str, Any]:
+def baseline_tables(info: DatasetInfo) -> BaselineTables:
     """Tables of the deterministic baselines, fitted on the training split of the prepared dataset (the
-    quantile-mapping table); empty, with a warning, when that dataset is no longer there."""
-    from downscale.inference.baselines import fit_quantile_table
-
+    quantile-mapping table); none, with a warning, when that dataset is no longer there."""
     if not PreparedDataset.is_complete(info.path):
         log.warning("prepared dataset %s not found: the bundle gets no quantile-mapping table", info.path)
-        return {}
-    return {"quantile_mapping": fit_quantile_table(PreparedDataset.open(info.path)).model_dump(mode="json")}
+        return BaselineTables()
+    return BaselineTables(quantile_mapping=fit_quantile_table(PreparedDataset.open(info.path)))
 
 
 def export_module(module: DownscalingModule, out: str | Path, checkpoint_name: str | None = None) -> BundleMetadata:
@@ -245,20 +233,6 @@ def export_bundle(checkpoint: str | Path, out: str | Path) -> BundleMetadata:
     return save_bundle(out, ckpt["ema"]["shadow"], meta.model_copy(update={"baselines": baseline_tables(info)}))
 
 
-def load_model_from_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoDownscaler, BundleMetadata]:
-    """Rebuild the network a bundle describes and load its weights (strictly); in eval mode on ``device``."""
-    meta, state = load_bundle(path, device)
-    m = meta.model
-    if m.get("class") != "VideoDownscaler":
-        raise ValueError(f"bundle {path}: model class {m.get('class')!r}, this loader builds VideoDownscaler")
-    net = VideoDownscaler.build(NetworkConfig.model_validate(meta.network), int(m["in_channels"]),
-                                int(m["out_channels"]), float(m["sigma_data"]), detach_mean=bool(m["detach_mean"]),
-                                P_mean=float(m["P_mean"]), P_std=float(m["P_std"]),
-                                diffusion_weight=float(m["diffusion_weight"]))
-    net.load_state_dict(state, strict=True)
-    return net.to(device).eval(), meta
-
-
 # ---- command line -----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="downscale train", description="Train a downscaler (docs/training.md).")
@@ -268,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-nodes", type=int, help="override hardware.num_nodes")
     p.add_argument("--max-steps", type=int, help="override max_steps")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure()
     config = TrainConfig.from_yaml(args.config)
     hardware = {}
     if args.devices is not None:

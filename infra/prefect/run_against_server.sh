@@ -43,7 +43,7 @@ echo "== deployments through a process work pool"
 "$BIN/prefect" --no-prompt deploy --all
 PARAMS=$("$BIN/python" -c "
 import json, sys
-from downscale.config import demo_config
+from downscale.pipeline_config import demo_config
 print(json.dumps({'config': demo_config(sys.argv[1], sys.argv[2]).model_dump(mode='json')}))" "$WORKDIR" "$PRESET")
 "$BIN/prefect" deployment run incremental-downscale/incremental-downscale --params "$PARAMS"
 "$BIN/prefect" worker start --pool fv3-downscale --type process --run-once

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from builders import catalog_file, member_pair
 
-from data_catalog.catalog import CatalogError, StoreRef, load_catalog
-from data_catalog.errors import DataError
-from data_catalog.loader import open_member
-from data_catalog.reader import open_store
+from data_catalog.catalog import StoreRef, load_catalog
+from data_catalog.errors import CatalogError, DataError
+from data_catalog.member_reader import open_member
+from data_catalog.store_reader import open_store
 
 SECRET = "s3cr3t-t0ken-value"
 
@@ -130,3 +130,17 @@ def test_unknown_member(tmp_path):
     cat = load_catalog(catalog_file(tmp_path, member_pair(tmp_path)))
     with pytest.raises(CatalogError, match="has no member '0042' \\(members: 0001\\)"):
         cat.member("0042")
+
+
+def test_intake_errors_name_the_source_and_the_field(tmp_path):
+    """An intake file meets the native form's checks: the bad field is named by its place in the catalog."""
+    resolution = {"metadata": {"resolution": {"coarse": 4, "fine": 8}}}
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({**resolution, "sources": {
+        "run": {"driver": "zarr", "args": {"urlpath": " "}, "metadata": {"role": "fine", "member": "0001"}}}}))
+    with pytest.raises(CatalogError, match=r"members\.0001\.fine\.urlpath: Value error, urlpath is empty"):
+        load_catalog(path)
+    path.write_text(yaml.safe_dump({**resolution, "sources": {
+        "run": {"driver": "zarr", "args": {"urlpath": "x.zarr"}, "metadata": {"role": "truth"}}}}))
+    with pytest.raises(CatalogError, match=f"catalog {path}: source 'run': unknown role 'truth'"):
+        load_catalog(path)

@@ -15,7 +15,7 @@ from builders import fortran_dataset, write
 
 from data_catalog.catalog import load_catalog
 from data_catalog.errors import DataError
-from data_catalog.loader import open_member
+from data_catalog.member_reader import open_member
 from data_catalog.normalization import PRECIPITATION_EPSILON
 from data_catalog.prepare import (
     MANIFEST,
@@ -196,7 +196,7 @@ def test_bad_time_step_and_config_errors(tmp_path):
     assert (sharded.chunk_length, sharded.write_length) == (1, 10)
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         PrepareConfig(clip_frames=0)
-    from data_catalog.catalog import CatalogError
+    from data_catalog.errors import CatalogError
 
     with pytest.raises(CatalogError, match="no member 'nope'"):
         prepare_dataset(catalog, tmp_path / "p2", PrepareConfig(members=("nope",), time_step_hours=6))

@@ -11,7 +11,7 @@ from builders import catalog_file, fortran_dataset, member_pair, write
 
 from data_catalog.catalog import load_catalog
 from data_catalog.errors import DataError
-from data_catalog.loader import open_member
+from data_catalog.member_reader import open_member
 
 
 def _rewrite(path, **changes):

@@ -12,8 +12,9 @@ import zarr
 from data_catalog.prepare import PreparedDataset
 from data_catalog.synthetic.growing import GrowingInput
 from downscale import stages
-from downscale.config import PipelineConfig, demo_config
+from downscale.pipeline_config import PipelineConfig, demo_config
 from downscale.inference import store
+from downscale.inference.store_plan import BOOKKEEPING, ITEMS
 from flows.pipeline import incremental_downscale_flow, main, pipeline_flow, prepare_flow, train_flow
 
 
@@ -64,7 +65,8 @@ def test_whole_pipeline_runs_every_stage_then_skips_them_all(prefect_harness, co
     again = pipeline_flow(config)
     assert all(r.skipped for r in again), [(r.name, r.skipped) for r in again]
     other = config.model_copy(update={"generate": config.generate.model_copy(update={"seed": 1})})
-    with pytest.raises(FileExistsError, match="another configuration"):
+    changed = r"^generate: generate.seed changed 0→1 since .*overwrite: true"
+    with pytest.raises(stages.StageChangedError, match=changed):
         stages.generated_outputs(other)   # a finished store of other settings is never reused nor overwritten
 
 
@@ -95,7 +97,7 @@ def _generating(config: PipelineConfig, catalog, output) -> PipelineConfig:
 
 
 def _markers(out) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    return {p.name: p.read_bytes() for p in (out / BOOKKEEPING / ITEMS).iterdir()}
 
 
 def test_incremental_flow_appends_only_the_new_time_steps(trained, tmp_path):
@@ -123,8 +125,9 @@ def test_incremental_flow_appends_only_the_new_time_steps(trained, tmp_path):
 
 
 def test_a_failed_stage_keeps_earlier_outputs_and_a_rerun_resumes(trained, tmp_path):
-    """A NaN in the input's last frame fails one work item: prepare and train outputs are untouched, the
-    other item is kept, and after the input is repaired a rerun writes only the failed item."""
+    """A NaN in the input's last frame fails the generate stage before its store is made (the input is
+    checked first): prepare and train outputs are untouched, no output is left, and after the input is
+    repaired a rerun writes the store."""
     growing = GrowingInput(trained.catalog_path, tmp_path, "0002", frames=32)
     config = _generating(trained, growing.catalog, tmp_path / "out.zarr")
     config = config.model_copy(update={"evaluate": config.evaluate.model_copy(update={"enabled": False})})
@@ -139,14 +142,11 @@ def test_a_failed_stage_keeps_earlier_outputs_and_a_rerun_resumes(trained, tmp_p
         pipeline_flow(config)
     out = config.generate.output
     assert {p: p.stat().st_mtime_ns for p in earlier} == stamps
-    assert not store.is_complete(out)
-    kept = _markers(out)
-    assert sorted(kept) == ["t000000-000016-m0000.json"]
+    assert not out.exists()
 
     predictor[last] = good
     results = pipeline_flow(config)
     assert [(r.name, r.skipped) for r in results] == [("prepare", True), ("train", True), ("generate", False)]
     assert store.is_complete(out)
-    written = _markers(out)
-    assert {k: written[k] for k in kept} == kept and len(written) == 2
+    assert sorted(_markers(out)) == ["t000000-000016-m0000.json", "t000016-000032-m0000.json"]
     assert {p: p.stat().st_mtime_ns for p in earlier} == stamps

@@ -7,7 +7,8 @@ import pytest
 
 from diag_helpers import field, julian_times, no_compute
 from downscale.diagnostics import climatology as clim
-from downscale.diagnostics.weights import REGIONS, Region, region_weights
+from downscale.diagnostics.weights import Region, region_weights
+from downscale.evaluation.regions import REGIONS, get_region, get_regions
 
 
 def _monthly_signal(grid, n_days=365):
@@ -48,10 +49,10 @@ def test_bias_maps_of_a_shift_and_a_scaling(grid8, rng):
 def test_regional_means_are_area_weighted_means_over_the_region(grid8):
     values = grid8.lat.expand_dims(time=2).transpose("time", "tile", "grid_yt", "grid_xt")
     x = field(values.values * 1.0)
-    means = clim.regional_means(x, grid8.area, grid8.lat, grid8.lon, ["global", "tropics", "extratropics"])
+    means = clim.regional_means(x, grid8.area, grid8.lat, grid8.lon, get_regions(["global", "tropics", "extratropics"]))
     assert means.dims == ("time", "region")
     assert abs(float(means.sel(region="global")[0])) < 1e-9                    # symmetric grid
-    w = region_weights(grid8.area, grid8.lat, grid8.lon, "tropics")
+    w = region_weights(grid8.area, grid8.lat, grid8.lon, REGIONS["tropics"])
     assert float(means.sel(region="tropics")[0]) == pytest.approx(float((w * grid8.lat).sum() / w.sum()))
     mask = REGIONS["extratropics"].mask(grid8.lat, grid8.lon)
     assert bool((abs(grid8.lat.where(mask)) >= 23.5).sum() == mask.sum())
@@ -71,13 +72,15 @@ def test_region_boxes_select_cells_inside_them():
     lon = grid.lon.where(wrap)
     assert int(wrap.sum()) > 0 and bool(((lon >= 350) | (lon < 10)).sum() == wrap.sum())
     with pytest.raises(ValueError, match="unknown region"):
-        region_weights(grid.area, grid.lat, grid.lon, "atlantis")
+        get_region("atlantis")
+    with pytest.raises(ValueError, match="contains no cell centre"):
+        region_weights(grid.area, grid.lat, grid.lon, Region("speck", 10.0, 10.01, 100.0, 100.01))
 
 
 def test_climatology_is_lazy_on_dask(grid8):
     x = _monthly_signal(grid8, n_days=60).chunk(time=20)
     with no_compute():
         maps = clim.climatology_maps(x * 1.05, x)
-        means = clim.regional_means(x, grid8.area, grid8.lat, grid8.lon)
+        means = clim.regional_means(x, grid8.area, grid8.lat, grid8.lon, REGIONS.values())
         assert all(v.chunks is not None for v in maps.data_vars.values()) and means.chunks is not None
     np.testing.assert_allclose(maps.percent_bias.compute().values, 5.0, rtol=1e-9)

@@ -12,18 +12,27 @@ import xarray as xr
 
 from data_catalog.coarsen import coarse_grain
 from diag_helpers import julian_times, output_grid, smooth_unit_vector_field
-from downscale.diagnostics.compare import CompareConfig, compare, write_comparison
+from downscale.evaluation.results import write_comparison
+from downscale.evaluation.score import CompareConfig, compare
 
 N, FACTOR, NT, K = 16, 2, 8 * 12, 3      # C16 from C8, 12 days 3-hourly, 3 members
 SHIFT = 2e-6                             # kg m-2 s-1: the "deterministic" baseline is truth + SHIFT
+WINDOW = 5                               # frames per generated window: joins at 5, 10, …
+SHRINK = 0.3                             # the narrow ensemble's deviations from the mean, × the truth's
+
+
+def _draws(rng, pattern: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Values from the truth's distribution at each cell: pattern × Gamma(0.6, 3e-5), 30 % of them dry."""
+    x = pattern * rng.gamma(0.6, 3e-5, size=shape)
+    x[rng.random(shape) < 0.3] = 0.0
+    return x.astype(np.float32)
 
 
 def _output_store(root: Path) -> Path:
     rng = np.random.default_rng(5)
     grid = output_grid(N)
     pattern = 1.0 + 0.8 * smooth_unit_vector_field(N)
-    truth = (pattern[None] * rng.gamma(0.6, 3e-5, size=(NT, 6, N, N))).astype(np.float32)
-    truth[rng.random(truth.shape) < 0.3] = 0.0
+    truth = _draws(rng, pattern, (NT, 6, N, N))
     fine_dims = ("time", "tile", "grid_yt", "grid_xt")
     t = xr.DataArray(truth, dims=fine_dims)
     coarse = coarse_grain(t.rename(grid_yt="y", grid_xt="x"), grid.area.rename(grid_yt="y", grid_xt="x"), FACTOR)
@@ -31,10 +40,20 @@ def _output_store(root: Path) -> Path:
     members = truth[None] * rng.lognormal(0.0, 0.5, size=(K,) + truth.shape).astype(np.float32)
     # an extra ensemble far better than any baseline: were it taken for one, every ratio would change
     raw = truth[None] * rng.lognormal(0.0, 0.02, size=(K,) + truth.shape).astype(np.float32)
+    # exchangeable with the truth (independent draws from its distribution): calibrated, spread–skill ≈ 1
+    calibrated = _draws(rng, pattern, (K,) + truth.shape)
+    # the distribution's mean plus SHRINK × a draw's deviation, one draw per window (± 2 % per frame):
+    # under-dispersed (spread–skill ≈ SHRINK · √((K+1)/(1 + SHRINK²·K)) … ≈ 0.34) and jumping at every join
+    mean = 0.7 * 0.6 * 3e-5 * pattern
+    per_window = _draws(rng, pattern, (K, -(-NT // WINDOW), 6, N, N)).repeat(WINDOW, axis=1)[:, :NT]
+    narrow = ((mean + SHRINK * (per_window - mean)) * rng.lognormal(0.0, 0.02, size=per_window.shape)).astype(
+        np.float32)
     attrs = {"units": "kg m-2 s-1", "standard_name": "precipitation_flux"}
     ds = xr.Dataset(
         {"PRATEsfc": (("member",) + fine_dims, members, attrs),
          "PRATEsfc_ensemble_raw": (("member",) + fine_dims, raw, attrs),
+         "PRATEsfc_ensemble_calibrated": (("member",) + fine_dims, calibrated, attrs),
+         "PRATEsfc_ensemble_narrow": (("member",) + fine_dims, narrow, attrs),
          "PRATEsfc_deterministic": (fine_dims, truth + np.float32(SHIFT), attrs),
          "PRATEsfc_bilinear": (fine_dims, np.repeat(np.repeat(coarse.values, FACTOR, -2), FACTOR, -1) * 1.05, attrs),
          "PRATEsfc_truth": (fine_dims, truth, attrs),
@@ -59,14 +78,15 @@ def comparison(store):
     assert ds["PRATEsfc"].chunks is not None
     cfg = CompareConfig(factor=FACTOR, regions=("global", "tropics"), thresholds_mm_day=(10.0, 50.0),
                         lags_hours=(3, 12), return_level_regions=("tropics",), tail_quantile=0.9, n_boot=10,
-                        window_joins=tuple(range(5, NT, 5)))
+                        window_joins=tuple(range(WINDOW, NT, WINDOW)))
     return compare(ds, cfg)
 
 
 def test_sources_and_sanity_row(comparison):
     s = comparison.scalars
-    assert list(s.source.values) == ["ensemble", "ensemble_raw", "bilinear", "deterministic", "coarse", "truth"]
-    assert list(s.source_kind.values) == ["ensemble", "ensemble", "baseline", "baseline", "coarse", "truth"]
+    assert list(s.source.values) == ["ensemble", "ensemble_calibrated", "ensemble_narrow", "ensemble_raw", "bilinear",
+                                     "deterministic", "coarse", "truth"]
+    assert list(s.source_kind.values) == ["ensemble"] * 4 + ["baseline", "baseline", "coarse", "truth"]
     assert list(comparison.curves.source_kind.values) == list(s.source_kind.values)
     truth = s.sel(source="truth", region="global")
     for m in ("mse", "mae", "bias", "crps_fair", "crps_standard", "pe", "emd", "mse_member", "pe_q999",
@@ -91,16 +111,33 @@ def test_shifted_baseline_scores_its_shift(comparison):
     assert np.isnan(float(det.spread_skill))
 
 
+def test_spread_skill_is_one_when_calibrated_and_low_when_under_dispersed(comparison):
+    """Members exchangeable with the truth give ≈ 1 in every region; members SHRINK × as far from the mean as
+    the truth give the predicted ratio √((K+1)/K · SHRINK² / (SHRINK²/K + 1)) ≈ 0.34 (the jitter aside)."""
+    ssr = comparison.scalars.spread_skill
+    np.testing.assert_allclose(ssr.sel(source="ensemble_calibrated").values, 1.0, atol=0.05)
+    expected = np.sqrt((K + 1) / K * SHRINK**2 / (SHRINK**2 / K + 1))
+    np.testing.assert_allclose(ssr.sel(source="ensemble_narrow").values, expected, rtol=0.1)
+    assert float(ssr.sel(source="ensemble_narrow", region="global")) < 0.5
+
+
+def test_join_ratio_flags_jumps_at_window_joins_only(comparison):
+    """Frames drawn independently jump as much at a join as elsewhere (≈ 1); members held over each window and
+    redrawn at its join jump there only."""
+    join = comparison.scalars.join_ratio
+    for source in ("truth", "ensemble_calibrated", "deterministic"):
+        assert float(join.sel(source=source)) == pytest.approx(1.0, abs=0.05), source
+    assert float(join.sel(source="ensemble_narrow")) > 5.0
+
+
 def test_ensemble_scores(comparison):
     ens = comparison.scalars.sel(source="ensemble")
-    assert np.all(np.isfinite(ens.spread_skill.values)) and np.all(ens.spread_skill.values > 0)
     assert np.all(ens.crps_fair.values < ens.crps_standard.values)   # fair < standard when members differ
     assert np.all(ens.crps_standard.values < ens.mae_member.values)  # CRPS ≤ mean member MAE
     rank = comparison.curves.rank_histogram
     assert rank.sizes["rank"] == K + 1 and float(rank.sum()) == pytest.approx(1.0)
     exc = comparison.scalars.exceedance_frequency
     assert exc.dims == ("source", "threshold") and np.all(np.diff(exc.values, axis=1) <= 0)
-    assert float(ens.join_ratio) > 0
 
 
 def test_maps_and_curves(comparison):

@@ -12,6 +12,7 @@ from diag_helpers import field, julian_times, no_compute
 from downscale.diagnostics import distribution as dist
 from downscale.diagnostics.histogram import DEFAULT_BINS, LogBins, density, histogram, regional_histograms
 from downscale.diagnostics.weights import regional_weights
+from downscale.evaluation.regions import get_regions
 
 REL_BIN = 10 ** (9 / DEFAULT_BINS.bins) - 1      # relative width of a default bin (0.26 %)
 
@@ -28,6 +29,19 @@ def test_histogram_quantiles_match_exact_quantiles_within_a_bin(rng):
     got = dist.histogram_quantiles(histogram(x), qs).values
     exact = np.quantile(x.values, qs, method="inverted_cdf")
     np.testing.assert_allclose(got, exact, rtol=2 * REL_BIN)
+
+
+def test_extreme_quantiles_up_to_the_pe_quantile_match_numpy_within_a_bin(rng):
+    """The PE is read at the 99.999th percentile: 4·10⁶ values put 40 above it, so numpy's exact quantile is
+    well defined there, and the histogram's must agree with it to a bin width (with equal weights or none)."""
+    values = _precip(rng, (1000, 6, 8, 84), dry=0.3)
+    qs = (0.99, 0.999, 0.9999, 0.99999)
+    exact = np.quantile(values, qs, method="inverted_cdf")
+    assert np.all(np.diff(exact) > 10 * REL_BIN * exact[:-1])           # distinct quantiles, many bins apart
+    x = xr.DataArray(values, dims=("time", "tile", "y", "x"))
+    for weights in (None, xr.DataArray(np.full((6, 8, 84), 2.5e8), dims=("tile", "y", "x"))):
+        got = dist.histogram_quantiles(histogram(x, weights), qs).values
+        np.testing.assert_allclose(got, exact, rtol=REL_BIN)
 
 
 def test_area_weighted_histogram_counts_area(grid8, rng):
@@ -62,7 +76,7 @@ def test_emd_matches_scipy_weighted_wasserstein(grid8, rng):
 
 def test_regional_histograms_and_qq(grid8, rng):
     x = field(_precip(rng, (10, 6, 8, 8)))
-    w = regional_weights(grid8.area, grid8.lat, grid8.lon, ["global", "tropics", "extratropics"])
+    w = regional_weights(grid8.area, grid8.lat, grid8.lon, get_regions(["global", "tropics", "extratropics"]))
     h = regional_histograms(x, w)
     assert list(h.region.values) == ["global", "tropics", "extratropics"]
     np.testing.assert_allclose(h.sel(region="tropics") + h.sel(region="extratropics"), h.sel(region="global"))
@@ -107,7 +121,7 @@ def test_dask_gives_the_numpy_result_without_computing(grid8, rng):
     ens = field(values, member=True)
     truth = field(_precip(rng, (48, 6, 8, 8)))
     lazy_ens = ens.chunk(time=8, member=1)
-    w = regional_weights(grid8.area, grid8.lat, grid8.lon, ["global", "tropics"])
+    w = regional_weights(grid8.area, grid8.lat, grid8.lon, get_regions(["global", "tropics"]))
     with no_compute():
         h = regional_histograms(lazy_ens, w)
         ht = histogram(truth.chunk(time=16), grid8.area)

@@ -4,6 +4,8 @@ kill, concurrent writers, and bad inputs refused with messages that name the pro
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
+from tiny_training import prepare_tiny_dataset, tiny_config
 
 from data_catalog.coarsen import coarse_grain
 from data_catalog.synthetic.growing import GrowingInput, absolute_catalog
@@ -24,9 +27,9 @@ from downscale.bundle import BundleError
 from downscale.cli import main as cli
 from downscale.inference import store
 from downscale.inference.config import GenerateConfig
-from downscale.inference.generate import generate
-from downscale.report.evaluate import evaluate
-from downscale.training.ddp_script import prepare_tiny_dataset, tiny_config
+from downscale.inference.generate import generate, window_joins
+from downscale.inference.store_plan import BOOKKEEPING, ITEMS, WorkItem, time_ranges
+from downscale.evaluation.evaluate import evaluate
 from downscale.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[3]
@@ -121,8 +124,55 @@ def test_concurrent_dask_workers_write_the_same_store(reference, setup, tmp_path
 
 
 def test_a_complete_output_is_not_overwritten_unless_asked(reference, setup):
-    with pytest.raises(FileExistsError, match="complete; pass overwrite"):
+    with pytest.raises(FileExistsError, match=r"complete; pass --overwrite \(overwrite: true"):
         generate(_config(setup, reference))
+
+
+def _cli_process(config: GenerateConfig, path: Path, *flags: str) -> subprocess.Popen:
+    """``downscale generate --config path`` in its own process (``config`` written to ``path`` first)."""
+    path.write_text(config.to_yaml())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "downscale.cli", "generate", "--config", str(path), *flags],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_on_one_path_share_the_items_and_both_succeed(reference, setup, tmp_path):
+    """Started together with the same settings: one creates the store, both run items (each item once),
+    both exit 0, and the store equals a serial run's."""
+    out = tmp_path / "shared.zarr"
+    config = _config(setup, out, member_block=1)   # 9 items
+    procs = [_cli_process(config, tmp_path / f"gen{k}.yaml") for k in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-3000:] for e in errors]
+    written = [set(re.findall(r"item (t\S+) written$", e, flags=re.MULTILINE)) for e in errors]
+    assert written[0] | written[1] == {i for i in store.done_items(out)} and len(written[0] | written[1]) == 9
+    assert written[0] and written[1] and not written[0] & written[1], written   # shared, none done twice
+    assert store.is_complete(out)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shared")) == ["shared.zarr"]
+    _equal_stores(reference, out)
+
+
+def test_a_killed_overwrite_keeps_the_finished_store(reference, setup, tmp_path):
+    """``--overwrite`` builds the new store beside the finished one: killed once it has begun, the old store
+    is intact and complete; run again, the new one replaces it."""
+    out = tmp_path / "done.zarr"
+    shutil.copytree(reference, out)
+    before = xr.open_zarr(out).load()
+    config = _config(setup, out, seed=1)           # another configuration: the values change
+    proc = _cli_process(config, tmp_path / "gen.yaml", "--overwrite")
+    staging = tmp_path / "done.zarr.new"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (staging / "zarr.json").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (staging / "zarr.json").exists(), "the kill should land once the new store is begun"
+    assert store.is_complete(out)
+    xr.testing.assert_identical(store.open_output(out).load(), before)
+    generate(config.model_copy(update={"overwrite": True}))
+    assert store.is_complete(out) and not staging.exists()
+    assert store.root_attributes(out)["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("done")) == ["done.zarr"]
 
 
 def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, setup, tmp_path):
@@ -158,13 +208,13 @@ def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
     config = _config(setup, out, catalog=growing.catalog, append=True)
     generate(config)
     before = store.open_output(out).load()
-    markers = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    markers = {p.name: p.read_bytes() for p in (out / BOOKKEEPING / ITEMS).iterdir()}
     assert before.sizes["time"] == 10 and len(markers) == 2            # frames [0, 6), [6, 10), all members
 
     growing.append()                                                   # the input grows to 16 frames
     generate(config)
     after = store.open_output(out).load()
-    written = {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    written = {p.name: p.read_bytes() for p in (out / BOOKKEEPING / ITEMS).iterdir()}
     assert {k: v for k, v in written.items() if k in markers} == markers   # no old item was redone
     assert sorted(set(written) - set(markers)) == ["t000010-000012-m0000.json", "t000012-000016-m0000.json"]
     assert after.sizes["time"] == 16
@@ -174,7 +224,7 @@ def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
     assert json.loads(after.attrs["window_joins"]) == [6, 10, 12]
 
     generate(config)                                                   # nothing new: nothing runs
-    assert {p.name: p.read_bytes() for p in (out / store.BOOKKEEPING / store.ITEMS).iterdir()} == written
+    assert {p.name: p.read_bytes() for p in (out / BOOKKEEPING / ITEMS).iterdir()} == written
     with pytest.raises(FileExistsError, match="complete.*append"):
         generate(config.model_copy(update={"append": False}))
 
@@ -250,14 +300,12 @@ def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
 
 
 def test_window_joins_are_item_boundaries_and_independent_window_boundaries():
-    from downscale.inference.generate import window_joins
-
     def items(n_times, time_block):
-        return [store.WorkItem(a, b, 0) for a, b in store.time_ranges(0, n_times, time_block)]
+        return [WorkItem(a, b, 0) for a, b in time_ranges(0, n_times, time_block)]
 
     assert window_joins(items(80, 40), 5, 5, 2, 80) == [40]           # fused windows: items only
     assert window_joins(items(30, 12), 5, 5, 5, 30) == [5, 10, 12, 17, 22, 24, 25]
-    grown = [*items(20, 12), *(store.WorkItem(a, b, 0) for a, b in store.time_ranges(20, 30, 12))]
+    grown = [*items(20, 12), *(WorkItem(a, b, 0) for a, b in time_ranges(20, 30, 12))]
     assert [(i.start, i.stop) for i in grown] == [(0, 12), (12, 20), (20, 24), (24, 30)]
     assert window_joins(grown, 5, 5, 2, 30) == [12, 20, 24]           # a grown store: its new items' starts
 
@@ -268,3 +316,19 @@ def test_the_raw_members_are_written_only_beside_a_mass_corrected_ensemble():
     assert GenerateConfig.model_validate({**paths, "mass_correction": False}).ensemble_variants == ()
     with pytest.raises(ValueError, match="needs mass_correction"):
         GenerateConfig.model_validate({**paths, "mass_correction": False, "ensemble_variants": ["raw"]})
+
+
+def test_a_generate_run_in_a_fresh_process_loads_no_lightning(setup, tmp_path):
+    """``downscale generate`` end to end (CLI → bundle → model → store) in a subprocess never imports Lightning."""
+    out = tmp_path / "o.zarr"
+    args = ["generate", "--bundle", str(setup["bundle"]), "--catalog", str(setup["catalog"]), "--member", "0002",
+            "--out", str(out), "--members", "2", "--sampler", "dpmpp_2m", "--steps", "2"]
+    script = (f"import json, sys\nfrom downscale.cli import main\nassert main({args!r}) == 0\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('lightning', 'lightning_fabric', 'pytorch_lightning'))))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    assert store.is_complete(out)

@@ -1,10 +1,13 @@
 """The output store on a tiny real grid (C4 fine, C2 coarse, 3 members, 24 three-hourly Julian frames):
-round trip, CF attributes, shards, concurrent writers, resume after a kill, no overwrite, one consolidation."""
+round trip, CF attributes, shards, concurrent writers, resume after a kill, no overwrite, one consolidation,
+file-system faults as one line, item claims and the swap of a replacement."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,13 +18,19 @@ import pytest
 import xarray as xr
 import zarr
 from dask.distributed import Client
+from storage_faults import fail_writes
 
 from data_catalog.cubesphere import cube_sphere_grid
 from downscale.diagnostics.sources import gather_sources
+from downscale.evaluation.evaluate import open_output_store
 from downscale.inference import store
-from downscale.inference.store import (IncompleteStoreError, OutputSpec, OutputStoreError, WorkItem, create_store,
-                                       done_items, finalize_store, is_complete, open_output, pending_items,
-                                       plan_items, write_item)
+from downscale.inference.store import (IncompleteStoreError, OutputStoreError, create_store, done_items,
+                                       finalize_store, is_complete, open_output, pending_items, write_item)
+from downscale.inference.store_faults import StoreIOError
+from downscale.inference.store_locks import CLAIMS, Claim, claim_item, lock_path, store_lock
+from downscale.inference.store_plan import BOOKKEEPING, ITEMS, WorkItem, plan_items
+from downscale.inference.store_swap import recover_swap, staging_path, swap_in
+from downscale.inference.store_schema import OutputSpec
 
 N, NC, MEMBERS, FRAMES = 4, 2, ("0001", "0002", "0003"), 24
 TIMES = np.array([cftime.DatetimeJulian(2016, 7, 1) + timedelta(hours=3 * i) for i in range(FRAMES)])
@@ -65,7 +74,7 @@ def write_all(path: Path, spec: OutputSpec) -> None:
 def data_files(path: Path) -> dict[str, bytes]:
     """Every file of the store but the root metadata (its history has times) and the bookkeeping."""
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file() and p.relative_to(path).parts[0] != store.BOOKKEEPING and p != path / "zarr.json"}
+            if p.is_file() and p.relative_to(path).parts[0] != BOOKKEEPING and p != path / "zarr.json"}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +112,7 @@ def test_round_trip(reference, spec):
         np.testing.assert_array_equal(ds[name].values, grid[name].values)
     np.testing.assert_array_equal(ds.area_coarse.values, coarse.area.values)
 
-    assert list(ds.member.values) == list(MEMBERS)
+    assert list(ds.member.values) == [1, 2, 3] and list(ds.member_name.values) == list(MEMBERS)
     assert list(ds.tile.values) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_array_equal(ds.grid_xt.values, np.arange(1.0, N + 1))
     np.testing.assert_array_equal(ds.grid_y.values, np.arange(1.0, N + 2))
@@ -146,7 +155,8 @@ def test_cf_attributes(reference):
     precipitation = ds.cf.standard_names["precipitation_flux"]
     assert sorted(precipitation) == sorted(["PRATEsfc", "PRATEsfc_coarse", "PRATEsfc_truth",
                                             *(f"PRATEsfc_{b}" for b in BASELINES)])
-    assert ds.cf["latitude"].name == "lat" and ds.cf["longitude"].name == "lon"
+    assert ds.PRATEsfc.cf["latitude"].name == "lat" and ds.PRATEsfc.cf["longitude"].name == "lon"
+    assert ds.PRATEsfc_coarse.cf["latitude"].name == "lat_coarse"
     assert ds.lat.attrs["units"] == "degrees_north" and ds.lon.attrs["units"] == "degrees_east"
     assert ds.area.attrs == {"units": "m2", "standard_name": "cell_area", "long_name": "cell area"}
     assert ds.cf.get_associated_variable_names("PRATEsfc")["cell_measures"] == ["area"]
@@ -189,7 +199,7 @@ def test_resume_after_a_kill(tmp_path, spec, reference, monkeypatch):
     real_replace = os.replace
 
     def killed_at_marker(src, dst):
-        if f"{store.BOOKKEEPING}/{store.ITEMS}" in Path(dst).as_posix():
+        if f"{BOOKKEEPING}/{ITEMS}" in Path(dst).as_posix():
             raise KeyboardInterrupt("killed")
         real_replace(src, dst)
 
@@ -217,19 +227,21 @@ def test_resume_after_a_kill(tmp_path, spec, reference, monkeypatch):
 
 
 def test_no_overwrite(tmp_path, spec, reference):
-    with pytest.raises(FileExistsError, match=f"{reference}.*already complete.*overwrite=True"):
-        create_store(reference, spec)
-    create_store(reference, spec, overwrite=True)
-    assert not is_complete(reference) and done_items(reference) == set()
-    assert len(pending_items(reference, spec)) == 6
+    complete = tmp_path / "complete.zarr"   # a copy: the module's reference store stays complete
+    shutil.copytree(reference, complete)
+    with pytest.raises(FileExistsError, match=f"{complete}.*already complete.*--overwrite"):
+        create_store(complete, spec)
+    create_store(complete, spec, overwrite=True)
+    assert not is_complete(complete) and done_items(complete) == set()
+    assert len(pending_items(complete, spec)) == 6
 
     other = make_spec(members=("0001", "0002"))
-    with pytest.raises(OutputStoreError, match=f"{reference}.*different spec.*overwrite=True"):
-        create_store(reference, other)
+    with pytest.raises(OutputStoreError, match=f"{complete}.*different spec.*--overwrite.*overwrite: true"):
+        create_store(complete, other)
     with pytest.raises(OutputStoreError, match="different spec"):
-        write_known(reference, other, WorkItem(0, 8, 0))
-    create_store(reference, other, overwrite=True)
-    assert len(pending_items(reference, other)) == 3
+        write_known(complete, other, WorkItem(0, 8, 0))
+    create_store(complete, other, overwrite=True)
+    assert len(pending_items(complete, other)) == 3
 
     foreign = tmp_path / "not-a-store"
     foreign.mkdir()
@@ -343,7 +355,7 @@ def test_a_store_grows_by_the_appended_frames_only(tmp_path, monkeypatch):
     assert growth.extend_store(path, full) == 11
     new = pending_items(path, full)
     assert [(i.start, i.stop) for i in new if i.member_block == 0] == [(13, 16), (16, 24)]
-    old_markers = {p.name: p.read_bytes() for p in (path / store.BOOKKEEPING / store.ITEMS).iterdir()}
+    old_markers = {p.name: p.read_bytes() for p in (path / BOOKKEEPING / ITEMS).iterdir()}
     for item in new:
         write_known(path, full, item)
     finalize_store(path, full)
@@ -353,9 +365,122 @@ def test_a_store_grows_by_the_appended_frames_only(tmp_path, monkeypatch):
     np.testing.assert_array_equal(ds.seed.values, SEEDS)
     assert list(ds.time.values) == list(TIMES)
     assert ds.attrs[store.FINGERPRINT] == full.fingerprint
-    assert all((path / store.BOOKKEEPING / store.ITEMS / k).read_bytes() == v for k, v in old_markers.items())
+    assert all((path / BOOKKEEPING / ITEMS / k).read_bytes() == v for k, v in old_markers.items())
 
     with pytest.raises(OutputStoreError, match="another configuration"):
         growth.new_frames(path, make_spec(members=("0001", "0002")))
     with pytest.raises(OutputStoreError, match="does not continue"):
         growth.new_frames(path, make_spec(times=TIMES[:20]))
+
+
+def test_the_store_format_is_recorded_and_another_one_refused(tmp_path, reference):
+    """Format 1 is written; a store from before the attribute (format 0) or of another format is refused,
+    naming its format, the one this software reads and ``--overwrite``."""
+    assert open_output(reference).attrs[store.FORMAT] == store.STORE_FORMAT == 1
+    path = tmp_path / "copy.zarr"
+    shutil.copytree(reference, path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["attributes"][store.FORMAT]
+    meta_file.write_text(json.dumps(meta))
+    for found in (0, 2):
+        if found:
+            meta["attributes"][store.FORMAT] = found
+            meta_file.write_text(json.dumps(meta))
+        with pytest.raises(OutputStoreError,
+                           match=f"output store {path} has format {found}, this software .* reads format 1.*--overwrite"):
+            open_output(path)
+        with pytest.raises(OutputStoreError, match=f"has format {found}"):   # evaluate's (URL-capable) opener too
+            open_output_store(path)
+
+
+# ---- file-system faults, claims and swaps ------------------------------------------------------------------
+
+
+def test_a_full_disk_is_one_line_naming_store_and_variable_and_loses_no_written_item(tmp_path, spec, reference,
+                                                                                   monkeypatch):
+    """ENOSPC from the storage layer after 2 of 6 items: a StoreIOError naming the store, the variable and the
+    problem; the written items keep their markers, and once space is freed the store ends equal to a serial one."""
+    path = tmp_path / "outputs.zarr"
+    items = plan_items(spec)
+    create_store(path, spec)
+    refused = fail_writes(monkeypatch, errno.ENOSPC, after=lambda: len(done_items(path)) >= 2)
+    with pytest.raises(StoreIOError) as caught:
+        for item in items:
+            write_known(path, spec, item)
+    message = str(caught.value)
+    assert "\n" not in message and refused
+    assert message.startswith(f"output store '{path}': variable 'PRATEsfc': cannot write {items[2].key}: "
+                              f"the disk is full ([Errno {errno.ENOSPC}]")
+    assert "free space" in message and "work items already written are kept" in message
+    assert done_items(path) == {i.key for i in items[:2]}
+    monkeypatch.undo()                                      # space freed
+    for item in pending_items(path, spec):
+        write_known(path, spec, item)
+    finalize_store(path, spec)
+    assert data_files(path) == data_files(reference)
+
+
+@pytest.mark.parametrize("code, problem", [(errno.EROFS, "the file system is read-only"),
+                                           (errno.EACCES, "permission denied")])
+def test_an_unwritable_output_leaves_nothing_behind(tmp_path, spec, monkeypatch, code, problem):
+    path = tmp_path / "outputs.zarr"
+    fail_writes(monkeypatch, code)
+    with pytest.raises(StoreIOError, match=f"^output store '{path}': cannot create: {problem} "):
+        create_store(path, spec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []      # no store, no half-made temporary
+
+
+def test_an_output_under_a_file_is_one_line_naming_the_file(tmp_path, spec):
+    (tmp_path / "notes.txt").write_text("a file")
+    path = tmp_path / "notes.txt" / "outputs.zarr"
+    with pytest.raises(StoreIOError, match=f"^output store '{path}': {tmp_path / 'notes.txt'} is a file, not a "
+                                           f"folder; choose another output path"):
+        create_store(path, spec)
+    with pytest.raises(StoreIOError, match="is a file, not a folder"):
+        with store_lock(path):
+            pass
+
+
+def test_an_item_is_claimed_by_one_holder_and_a_dead_holder_leaves_it_claimable(tmp_path, spec):
+    path = tmp_path / "outputs.zarr"
+    create_store(path, spec)
+    first, second = plan_items(spec)[:2]
+    with claim_item(path, first, wait=False) as mine:
+        assert mine is Claim.MINE
+        with claim_item(path, first, wait=False) as other:      # another open file: as another process sees it
+            assert other is Claim.HELD
+        write_known(path, spec, first)
+    with claim_item(path, first, wait=True) as again:
+        assert again is Claim.DONE
+    claims = path / BOOKKEEPING / CLAIMS
+    (claims / f"{second.key}.lock").write_text("")               # left by a process killed while it held it
+    with claim_item(path, second, wait=False) as stale:
+        assert stale is Claim.MINE
+    assert list(claims.iterdir()) == []                          # every lock file is removed on release
+    with store_lock(path):
+        assert lock_path(path).exists()
+    assert not lock_path(path).exists()
+
+
+def test_an_interrupted_swap_is_finished_and_an_unfinished_replacement_is_undone(tmp_path, spec, reference):
+    path, staging = tmp_path / "outputs.zarr", staging_path(tmp_path / "outputs.zarr")
+    shutil.copytree(reference, path)
+    other = make_spec(members=("0001", "0002"))
+    write_all(staging, other)
+    path.rename(tmp_path / "outputs.zarr.old")                   # killed between the two renames
+    recover_swap(path)
+    assert store.matches(path, other) and is_complete(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs.zarr"]
+
+    create_store(staging, spec)                                  # a replacement not yet complete
+    path.rename(tmp_path / "outputs.zarr.old")
+    recover_swap(path)
+    assert store.matches(path, other) and is_complete(path)      # the finished store is back in place
+    assert store.matches(staging, spec) and not is_complete(staging)
+    for item in pending_items(staging, spec):
+        write_known(staging, spec, item)
+    finalize_store(staging, spec)
+    swap_in(staging, path)
+    assert store.matches(path, spec) and data_files(path) == data_files(reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs.zarr"]

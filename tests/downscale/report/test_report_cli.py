@@ -14,15 +14,16 @@ import pytest
 import xarray as xr
 
 from downscale.cli import main
-from downscale.report import evaluate
-from downscale.report.inputs import DIAGNOSTIC_FILES, is_complete, read_diagnostics
+from downscale.evaluation.evaluate import evaluate
+from downscale.evaluation.results import DIAGNOSTIC_FILES, is_complete, read_diagnostics
 from downscale.version import __version__
-from report_helpers import FACTOR, PROVENANCE
+from report_helpers import FACTOR, K, NT, PROVENANCE, WINDOW
 
 EXPECTED_FIGURES = {
     "annual-mean", "annual-bias", "annual-percent-bias", "seasonal-mean", "seasonal-bias", "zoom-california",
     "zoom-himalayas", "histogram", "qq", "wet-days", "dry-spells", "return-levels-california",
     "return-levels-himalayas", "power-spectrum", "autocorrelation", "diurnal-cycle", "rank-histogram", "reliability",
+    "annual-max-daily",
 }
 
 
@@ -36,8 +37,10 @@ def test_diagnostics_folder(report_run):
     assert sorted(p.name for p in report_run.diagnostics.iterdir()) == sorted(DIAGNOSTIC_FILES)
     diags = read_diagnostics(report_run.diagnostics)
     assert diags.config["factor"] == FACTOR and diags.config["n_boot"] == 20
-    assert diags.config["window_joins"] == list(range(8, 96, 8))          # from the store's attribute
+    assert diags.config["window_joins"] == list(range(WINDOW, NT, WINDOW))   # from the store's attribute
     assert diags.evaluation["factor_from"] == "store attribute"
+    assert diags.evaluation["n_members"] == K and diags.evaluation["n_times"] == NT
+    assert diags.evaluation["store_attrs"]["downscale_status"] == "complete"      # the writer's bookkeeping
     assert list(diags.scalars.source.values) == ["ensemble", "ensemble_raw", "bilinear", "deterministic", "coarse",
                                                  "truth"]
     assert list(diags.scalars.source_kind.values) == ["ensemble", "ensemble", "baseline", "baseline", "coarse",
@@ -128,7 +131,7 @@ def test_refuses_to_overwrite(report_run, capsys):
 def bad_stores(report_run, tmp_path_factory) -> dict:
     """Short copies of the store: without the truth, without the factor attribute."""
     root = tmp_path_factory.mktemp("bad")
-    ds = xr.open_zarr(report_run.store, consolidated=False).isel(time=slice(0, 16))
+    ds = xr.open_zarr(report_run.store).isel(time=slice(0, 16))           # consolidated by the writer
     no_truth = ds.drop_vars("PRATEsfc_truth")
     no_factor = ds.copy()
     no_factor.attrs = {k: v for k, v in ds.attrs.items() if k != "factor"} | {"window_joins": "[8]"}
@@ -162,11 +165,11 @@ def test_bad_input_exits_2_with_one_clear_line(bad_stores, tmp_path, capsys):
 
 
 def test_factor_argument_and_crash_leaves_no_folder(bad_stores, tmp_path, monkeypatch):
-    module = sys.modules["downscale.report.evaluate"]     # the package's `evaluate` is the function
+    module = sys.modules["downscale.evaluation.evaluate"]
     results = []
 
-    def remember(ds, config):
-        results.append(real_compare(ds, config))
+    def remember(ds, config, land_fraction=None):
+        results.append(real_compare(ds, config, land_fraction))
         return results[-1]
     real_compare = module.compare
     monkeypatch.setattr(module, "compare", remember)
@@ -176,7 +179,7 @@ def test_factor_argument_and_crash_leaves_no_folder(bad_stores, tmp_path, monkey
     def crash(result, out_dir):
         (out_dir / "metrics.json").write_text("{}")
         raise RuntimeError("disk full")
-    monkeypatch.setattr(module, "compare", lambda ds, config: results[0])
+    monkeypatch.setattr(module, "compare", lambda ds, config, land_fraction=None: results[0])
     monkeypatch.setattr(module, "write_comparison", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         evaluate(bad_stores["no_factor"], tmp_path / "crashed", factor=FACTOR, n_boot=5)

@@ -10,7 +10,10 @@ from data_catalog.cubesphere import cube_sphere_grid
 from downscale.report import figures_distribution as fd
 from downscale.report import figures_maps as fm
 from downscale.report.style import log_ticks, source_colors
-from downscale.report.tables import TARGETS, extreme_quantile_table, summary_table, targets_table
+from downscale.evaluation.regions import CASE_STUDIES, REGIONS
+from downscale.evaluation.targets import TARGETS
+from downscale.plots.globe import ZOOM_MARGIN_DEG
+from downscale.report.tables import extreme_quantile_table, summary_table, targets_table
 
 
 def _maps(n: int = 8) -> xr.Dataset:
@@ -24,6 +27,22 @@ def _maps(n: int = 8) -> xr.Dataset:
     return xr.Dataset({"mean": (dims, mean), "bias": (dims, mean - mean[:1]),
                        "seasonal_mean": (sdims, seasonal), "seasonal_bias": (sdims, seasonal - seasonal[:1])},
                       coords={"source": ["ensemble", "truth"], "season": ["DJF", "MAM", "JJA", "SON"]})
+
+
+def test_zoom_maps_show_the_scored_box_with_a_margin():
+    """One definition per region: the dashed box is the region the metrics average over, the window that box
+    with ZOOM_MARGIN_DEG degrees around it."""
+    maps, grid = _maps(), cube_sphere_grid(8)
+    for name in CASE_STUDIES:
+        r = REGIONS[name]
+        ax = fm.zoom_maps(maps, grid.lonb.values, grid.latb.values, name).axes[0]
+        box = next(p for p in ax.patches if p.get_linestyle() == "--")
+        assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (
+            r.lon_min, r.lat_min, r.lon_max - r.lon_min, r.lat_max - r.lat_min)
+        assert ax.get_xlim() == pytest.approx((r.lon_min - ZOOM_MARGIN_DEG, r.lon_max + ZOOM_MARGIN_DEG))
+        assert ax.get_ylim() == pytest.approx((r.lat_min - ZOOM_MARGIN_DEG, r.lat_max + ZOOM_MARGIN_DEG))
+    with pytest.raises(ValueError, match="unknown region"):
+        fm.zoom_maps(maps, grid.lonb.values, grid.latb.values, "atlantis")
 
 
 def test_absent_seasons_are_skipped():

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_training import prepare_tiny_dataset
 
 from downscale.training.config import TrainConfig
-from downscale.training.ddp_script import prepare_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[3]
+HARNESS = Path(__file__).resolve().with_name("ddp_harness.py")
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 
 def script_command(config: TrainConfig, report: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
-    """Command and environment of ``python -m downscale.training.ddp_script`` for ``config``."""
+    """Command and environment of ``python tests/downscale/training/ddp_harness.py`` for ``config``."""
     report.mkdir(parents=True, exist_ok=True)
     cfg = report / "config.yaml"
     cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
@@ -39,7 +40,7 @@ def script_command(config: TrainConfig, report: Path, *extra: str) -> tuple[list
            "PYTHONPATH": str(REPO)}
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "SLURM_NTASKS", "SLURM_JOB_ID"):
         env.pop(key, None)
-    return [sys.executable, "-m", "downscale.training.ddp_script", "--config", str(cfg), "--report", str(report),
+    return [sys.executable, str(HARNESS), "--config", str(cfg), "--report", str(report),
             *extra], env
 
 

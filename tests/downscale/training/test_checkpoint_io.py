@@ -1,4 +1,5 @@
-"""Checkpoints are written atomically: a failing or killed save leaves the previous checkpoint intact."""
+"""Checkpoints are written atomically: a failing or killed save leaves the previous checkpoint intact; a real
+Trainer with the training's callbacks writes ``last.ckpt`` on its interval and each best at its best step."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
 
 from downscale.training.checkpointing import (
     TEMP_PREFIX,
@@ -92,10 +95,75 @@ def test_sigkill_during_saves_never_leaves_a_torn_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
-def test_checkpoint_callbacks_last_and_two_best(tmp_path):
-    periodic, crps, tail = checkpoint_callbacks(tmp_path, every_n_steps=25)
-    assert all(isinstance(c, ModelCheckpoint) for c in (periodic, crps, tail))
-    assert periodic.save_last and periodic._every_n_train_steps == 25 and periodic.monitor is None
-    assert (crps.monitor, crps.mode, crps.save_top_k) == ("val/crps_fair", "min", 1)
-    assert (tail.monitor, tail.mode) == ("val/tail_error", "min")
-    assert crps.filename == "best-crps" and tail.filename == "best-tail"
+class ScriptedValidation(pl.LightningModule):
+    """A one-weight regression whose validations report scripted ``val/crps_fair`` and ``val/tail_error``
+    (the i-th validation logs ``scores[i]``), so which step each best checkpoint must hold is known."""
+
+    def __init__(self, scores: list[tuple[float, float]]) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.scores = scores
+        self.validations = 0
+
+    def training_step(self, batch, batch_idx):
+        return ((self.w - batch) ** 2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        crps, tail = self.scores[self.validations]
+        self.log_dict({"val/crps_fair": crps, "val/tail_error": tail})
+
+    def on_validation_epoch_end(self) -> None:
+        self.validations += 1
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class LastCheckpointStep(pl.Callback):
+    """``global_step`` stored in ``last.ckpt`` as each training step begins (None: not written yet)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: dict[int, int | None] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        stored = torch.load(self.path, weights_only=True)["global_step"] if self.path.exists() else None
+        self.seen[trainer.global_step] = stored
+
+
+def fit_scripted(dirpath: Path, keep_periodic: bool) -> LastCheckpointStep:
+    """9 steps (4 batches an epoch, so epochs do not matter), ``last.ckpt`` every 2 steps, validations
+    after steps 3, 6 and 9: lowest CRPS at step 6, lowest tail error at step 9."""
+    model = ScriptedValidation([(0.5, 0.2), (0.3, 0.4), (0.4, 0.1)])
+    probe = LastCheckpointStep(dirpath / "last.ckpt")
+    data = DataLoader(torch.randn(4, 1), batch_size=1)
+    trainer = pl.Trainer(max_steps=9, max_epochs=-1, val_check_interval=3, check_val_every_n_epoch=None,
+                         limit_val_batches=1, num_sanity_val_steps=0, accelerator="cpu", logger=False,
+                         callbacks=[*checkpoint_callbacks(dirpath, every_n_steps=2, keep_periodic=keep_periodic),
+                                    probe],
+                         plugins=[AtomicCheckpointIO()], enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=data, val_dataloaders=data)
+    assert model.validations == 3
+    return probe
+
+
+def stored_step(path: Path) -> int:
+    return torch.load(path, weights_only=True)["global_step"]
+
+
+def test_last_every_n_steps_and_the_best_of_each_validation_score(tmp_path):
+    probe = fit_scripted(tmp_path, keep_periodic=False)
+    # last.ckpt is (re)written after steps 2, 4, 6, 8: at the start of step s it holds the last even step < s
+    assert probe.seen == {0: None, 1: None, 2: 2, 3: 2, 4: 4, 5: 4, 6: 6, 7: 6, 8: 8}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-crps.ckpt", "best-tail.ckpt", "last.ckpt"]
+    assert stored_step(tmp_path / "last.ckpt") == 8
+    assert stored_step(tmp_path / "best-crps.ckpt") == 6  # lowest val/crps_fair (0.3) was after step 6
+    assert stored_step(tmp_path / "best-tail.ckpt") == 9  # lowest val/tail_error (0.1) was after step 9
+
+
+def test_keep_periodic_keeps_a_numbered_checkpoint_of_each_interval(tmp_path):
+    fit_scripted(tmp_path, keep_periodic=True)
+    periodic = sorted(p.name for p in tmp_path.glob("step=*.ckpt"))
+    assert periodic == [f"step={s:08d}.ckpt" for s in (2, 4, 6, 8)]
+    assert [stored_step(tmp_path / name) for name in periodic] == [2, 4, 6, 8]
+    assert stored_step(tmp_path / "best-crps.ckpt") == 6 and stored_step(tmp_path / "best-tail.ckpt") == 9

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from downscale.training.ddp_script import tiny_config
+import csv
+
+from tiny_training import tiny_config
 
 
 def test_two_rank_ddp_keeps_ranks_identical(tiny_prepared, tmp_path, script):
@@ -25,3 +27,7 @@ def test_two_rank_ddp_keeps_ranks_identical(tiny_prepared, tmp_path, script):
     # validation metrics were reduced over both ranks and the bundle written once, by rank 0
     assert config.bundle_path.exists()
     assert (config.checkpoint_dir / "best-crps.ckpt").exists()
+    # the run's record, written by rank 0 alone: the config, and one metrics row per step
+    assert (config.output_dir / "train_config.yaml").read_text() == config.to_yaml()
+    rows = list(csv.DictReader((config.output_dir / "logs" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["train/total"]] == [0, 1, 2, 3]

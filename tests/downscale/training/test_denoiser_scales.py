@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import tiny_config
 
 from downscale.models.edm import edm_coefficients
 from downscale.models.scale_diagnostics import (
@@ -25,7 +26,6 @@ from downscale.models.scale_diagnostics import (
     sampled_residual_stats,
     wiener_oracle_ratio,
 )
-from downscale.training.ddp_script import tiny_config
 from downscale.bundle import save_bundle
 from downscale.training.trainer import bundle_metadata, fit
 

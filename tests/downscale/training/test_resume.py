@@ -1,16 +1,18 @@
-"""Resume after a real SIGKILL: same final step, same clips in the same order, same weights as a run
-that was never interrupted (bitwise, with deterministic settings on CPU)."""
+"""Resume after a real SIGKILL: same final step, same clips in the same order, same weights and the same
+metrics history as a run that was never interrupted (bitwise, with deterministic settings on CPU)."""
 
 from __future__ import annotations
 
+import csv
 import signal
 import subprocess
 import time
 
 import torch
+from ddp_harness import BatchRecorder
+from tiny_training import tiny_config
 
 from downscale.bundle import weights_digest
-from downscale.training.ddp_script import BatchRecorder, tiny_config
 from downscale.training.trainer import fit
 
 STEPS = 8
@@ -70,3 +72,11 @@ def test_killed_run_resumes_to_the_same_weights(tiny_prepared, tmp_path, script)
         for name in a[kind]:
             assert torch.equal(a[kind][name], b[kind][name]), (kind, name)
     assert weights_digest(module.ema.shadow) == report_b["ema_sha256"]
+
+    # logs/metrics.csv of the killed-and-resumed run: every step once, the same losses as the uninterrupted run
+    def losses(config) -> list[tuple[int, str]]:
+        rows = csv.DictReader((config.output_dir / "logs" / "metrics.csv").open())
+        return [(int(r["step"]), r["train/total"]) for r in rows if r["train/total"]]
+
+    assert [step for step, _ in losses(config_b)] == list(range(STEPS))
+    assert losses(config_b) == losses(config_a)

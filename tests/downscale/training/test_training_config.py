@@ -40,7 +40,8 @@ def test_defaults_and_preset_shorthand():
     assert c.network.preset == "tiny" and c.network.overrides == {}
     assert c.mode == "joint" and c.mean_stage_steps == 0
     assert c.checkpoint_dir == Path("runs/x/checkpoints")
-    two = TrainConfig.model_validate(_base(mode="two_stage", max_steps=1000, mean_stage_fraction=0.25))
+    two = TrainConfig.model_validate(_base(mode="two_stage", max_steps=1000, mean_stage_fraction=0.25,
+                                           optimizer={"warmup_steps": 100}))
     assert two.mean_stage_steps == 250
 
 
@@ -86,7 +87,7 @@ def test_usable_as_a_sub_model_of_a_pipeline_config(tmp_path):
         name: str
         train: TrainConfig
 
-    p = Pipeline(name="demo", train=TrainConfig.model_validate(_base(max_steps=10)))
+    p = Pipeline(name="demo", train=TrainConfig.model_validate(_base(max_steps=10, optimizer={"warmup_steps": 2})))
     again = Pipeline.model_validate_json(p.model_dump_json())
     assert again == p and isinstance(again.train.dataset, Path)
     # a pipeline YAML with a `train:` section also reads directly

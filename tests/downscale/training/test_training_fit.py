@@ -4,19 +4,18 @@ logs and a bundle; the bundle reproduces the EMA model; both training modes (and
 from __future__ import annotations
 
 import csv
-import json
 import math
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_training import tiny_config
 
 from data_catalog.prepare import PreparedDataset
 from data_catalog.upsample import upsample_coarse
-from downscale.bundle import read_bundle_metadata
-from downscale.training.ddp_script import tiny_config
+from downscale.bundle import load_model, read_bundle_metadata
 from downscale.training.module import DownscalingModule
-from downscale.training.trainer import build_datamodule, export_bundle, fit, load_model_from_bundle, train
+from downscale.training.trainer import build_datamodule, export_bundle, fit, train
 
 VAL_METRICS = ("val/crps_fair", "val/crps_standard", "val/residual_std_ratio", "val/mae_mean", "val/q999_ratio", "val/q9999_ratio", "val/tail_error")
 
@@ -71,16 +70,17 @@ def test_fit_writes_checkpoints_logs_and_bundle(trained, tiny_prepared):
     assert (meta.coarse_resolution, meta.fine_resolution, meta.factor) == (4, 16, 4)
     assert meta.predictors == manifest.predictors and meta.static_features == manifest.static_features
     assert meta.clip_frames == 3 and meta.time_step_seconds == 3 * 3600
-    assert meta.normalization == json.loads(PreparedDataset.open(tiny_prepared).stats.to_json())
-    p = meta.provenance
-    assert p["prepared_fingerprint"] == manifest.fingerprint and p["catalog"] == manifest.catalog_name
-    assert p["steps"] == config.max_steps and p["seed"] == config.seed and p["weights"] == "EMA"
-    assert p["train_members"] == ["0001"] and p["validation_members"] == ["0002"]
+    assert meta.normalization == PreparedDataset.open(tiny_prepared).stats
+    assert meta.fingerprint == manifest.fingerprint and meta.catalog_name == manifest.catalog_name
+    t = meta.training
+    assert t.steps == config.max_steps and t.seed == config.seed and t.ema_updates == config.max_steps
+    assert meta.train_members == ("0001",) and meta.validation_members == ("0002",)
+    assert meta.baselines.quantile_mapping is not None and meta.baselines.quantile_mapping.split == "train"
 
 
 def test_bundle_reproduces_the_ema_model(trained, tiny_prepared):
     config, bundle = trained
-    net, meta = load_model_from_bundle(bundle, "cpu")
+    net, meta = load_model(bundle, "cpu")
     module = DownscalingModule.load_from_checkpoint(config.checkpoint_dir / "last.ckpt", map_location="cpu")
     module.eval()
     dm = build_datamodule(config)
@@ -97,12 +97,12 @@ def test_bundle_reproduces_the_ema_model(trained, tiny_prepared):
         sample_bundle = net.sample(cond, latents)
     assert torch.equal(mu_bundle, mu_ema) and torch.equal(sample_bundle, sample_ema)
     assert not torch.equal(mu_live, mu_ema)  # the bundle holds the EMA, not the live weights
-    assert meta.network["frames"] == 3 and meta.network["activation_checkpointing"] is False
+    assert meta.model.network.frames == 3 and meta.model.network.activation_checkpointing is False
 
     # export from another checkpoint: same metadata, that checkpoint's EMA weights
     best = export_bundle(config.checkpoint_dir / "best-tail.ckpt", config.output_dir / "best.safetensors")
-    assert best.provenance["checkpoint"] == "best-tail.ckpt" and best.factor == 4
-    load_model_from_bundle(config.output_dir / "best.safetensors")
+    assert best.training.checkpoint == "best-tail.ckpt" and best.factor == 4
+    load_model(config.output_dir / "best.safetensors")
 
 
 def test_conditioning_is_upsampled_coarse_plus_static_and_area_weights_have_mean_one(trained, tiny_prepared):

@@ -1,4 +1,5 @@
-"""Validation metrics (fair CRPS, tail quantiles), the EMA and the learning-rate schedule."""
+"""Validation scores (the report's CRPS and tail quantiles, pooled over batches and ranks), the EMA and the
+learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -11,66 +12,91 @@ import torch
 import xarray as xr
 from torch import nn
 
-from downscale.training.ema import EMA, ema_decay_at
 from downscale.diagnostics.distribution import histogram_quantiles
 from downscale.diagnostics.histogram import histogram
-from downscale.training.metrics import TailCounts, fair_crps, standard_crps, tail_error, tail_ratios
+from downscale.diagnostics.skill import crps_fair_and_standard
+from downscale.diagnostics.weights import weighted_mean
+from downscale.evaluation.pooled import PooledScores
+from downscale.training.ema import EMA, ema_decay_at
 from downscale.training.module import warmup_cosine
 
-
-def test_fair_crps_matches_the_pairwise_definition_and_properscoring():
-    rng = np.random.default_rng(0)
-    k = 7
-    ens = rng.gamma(0.6, 2e-5, size=(k, 3, 6, 4, 4))
-    y = rng.gamma(0.6, 2e-5, size=(3, 6, 4, 4))
-    got = fair_crps(torch.from_numpy(ens), torch.from_numpy(y)).numpy()
-    pairwise = np.abs(ens[:, None] - ens[None]).sum((0, 1))
-    expected = np.abs(ens - y).mean(0) - pairwise / (2 * k * (k - 1))
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-20)
-    # properscoring gives the ordinary (not fair) CRPS: fair = ordinary − spread term · 1/(K−1) correction
-    ordinary = properscoring.crps_ensemble(y, np.moveaxis(ens, 0, -1))
-    np.testing.assert_allclose(got, ordinary - pairwise / (2 * k * k) / (k - 1), rtol=1e-8, atol=1e-20)
-    standard = standard_crps(torch.from_numpy(ens), torch.from_numpy(y)).numpy()
-    np.testing.assert_allclose(standard, ordinary, rtol=1e-8, atol=1e-20)
+DIMS = ("time", "tile", "y", "x")
 
 
-def test_fair_crps_of_a_perfect_deterministic_ensemble_is_zero_and_needs_two_members():
-    y = torch.rand(5, 6, 2, 2)
-    assert torch.allclose(fair_crps(y.expand(4, *y.shape), y), torch.zeros_like(y), atol=1e-7)
-    with pytest.raises(ValueError, match="at least 2"):
-        fair_crps(y[None], y)
+def _batch(rng, k: int, n_time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An ensemble (k, time, 6, 10, 10), a truth and a point forecast of precipitation-like values."""
+    def draw(shape):
+        x = rng.gamma(0.3, 3e-5, size=shape)
+        x[rng.random(shape) < 0.4] = 0.0
+        return x
+    truth = draw((n_time, 6, 10, 10))
+    return draw((k, *truth.shape)), truth, 0.8 * truth + 1e-6
 
 
-def test_validation_tail_quantiles_are_the_reports_statistic():
-    """Counts added batch by batch with area weights give the quantiles the report reads off its histogram."""
+def test_validation_scores_are_the_reports_statistics_whatever_the_batches():
+    """CRPS (both estimators), MAE and pooled quantiles added batch by batch with area weights equal the report's:
+    the area-weighted mean of the pointwise CRPS over everything, and quantiles read off its histogram."""
     rng = np.random.default_rng(1)
-    values = rng.gamma(0.3, 3e-5, size=(8, 6, 10, 10))
-    values[rng.random(values.shape) < 0.4] = 0.0
+    ens, truth, point = _batch(rng, 5, 12)
     area = rng.uniform(0.5, 1.5, size=(6, 10, 10))
-    counts = TailCounts()
-    for part in np.array_split(values, 3):
-        counts.update(torch.from_numpy(part).float(), torch.from_numpy(area))
-    report = histogram(xr.DataArray(values.astype(np.float32), dims=["time", "tile", "y", "x"]),
-                       xr.DataArray(area, dims=["tile", "y", "x"]))
-    expected = histogram_quantiles(report, [0.9, 0.999, 0.9999]).values
-    got = counts.quantiles((0.9, 0.999, 0.9999))
-    np.testing.assert_allclose(list(got.values()), expected, rtol=1e-9)
-    unweighted = TailCounts()
-    unweighted.update(torch.from_numpy(values).float(), torch.ones(6, 10, 10, dtype=torch.float64))
-    assert unweighted.quantiles((0.999,))[0.999] != pytest.approx(got[0.999], rel=1e-6)  # the weights count
+    scores = PooledScores()
+    for part in np.array_split(np.arange(12), [2, 7]):               # uneven batches
+        scores.update(ens[:, part], truth[part], area, point=point[part])
+    e = xr.DataArray(ens, dims=("member", *DIMS))
+    y, w = xr.DataArray(truth, dims=DIMS), xr.DataArray(area, dims=DIMS[1:])
+    fair, standard = crps_fair_and_standard(e, y)
+    got = scores.results((0.9, 0.999, 0.9999))
+    assert got["crps_fair"] == pytest.approx(float(weighted_mean(fair, w)), rel=1e-12)
+    assert got["crps_standard"] == pytest.approx(float(weighted_mean(standard, w)), rel=1e-12)
+    ordinary = properscoring.crps_ensemble(truth, np.moveaxis(ens, 0, -1))
+    assert got["crps_standard"] == pytest.approx(np.sum(area * ordinary) / (12 * area.sum()), rel=1e-10)
+    assert got["crps_fair"] < got["crps_standard"]
+    assert got["mae_point"] == pytest.approx(float(weighted_mean(abs(0.8 * y + 1e-6 - y), w)), rel=1e-12)
+    qs = (0.9, 0.999, 0.9999)
+    for which, values in (("ensemble", e), ("truth", y)):
+        expected = histogram_quantiles(histogram(values, w), qs).values
+        np.testing.assert_allclose(list(scores.quantiles(which, qs).values()), expected, rtol=1e-12)
+    unweighted = PooledScores()
+    unweighted.update(ens, truth, np.ones((6, 10, 10)))
+    assert unweighted.quantiles("truth", (0.999,))[0.999] != pytest.approx(scores.quantiles("truth", (0.999,))[0.999],
+                                                                         rel=1e-6)   # the weights count
 
 
-def test_tail_ratios_and_error():
-    truth, pred = TailCounts(), TailCounts()
-    x = torch.from_numpy(np.random.default_rng(2).gamma(0.5, 1e-5, size=(2000, 6, 4, 4)))
-    w = torch.ones(6, 4, 4, dtype=torch.float64)
-    truth.update(x, w)
-    pred.update(2 * x, w)  # every value doubled: every quantile ratio is 2
-    ratios = tail_ratios(pred, truth)
+def test_summed_states_of_ranks_score_their_union():
+    """Validation adds each rank's state vector (one all-reduce): the sum scores all the clips together."""
+    rng = np.random.default_rng(3)
+    ens, truth, point = _batch(rng, 4, 6)
+    area = rng.uniform(0.5, 1.5, size=(6, 10, 10))
+    whole, ranks = PooledScores(), [PooledScores(), PooledScores()]
+    whole.update(ens, truth, area, point=point)
+    ranks[0].update(ens[:, :2], truth[:2], area, point=point[:2])
+    ranks[1].update(ens[:, 2:], truth[2:], area, point=point[2:])
+    merged = PooledScores()
+    merged.state = ranks[0].state + ranks[1].state
+    for key, value in whole.results().items():
+        assert merged.results()[key] == pytest.approx(value, rel=1e-12), key
+    assert PooledScores().empty and not merged.empty
+    assert math.isnan(PooledScores().results()["crps_fair"])
+
+
+def test_a_perfect_ensemble_scores_zero_and_scaled_tails_give_their_factor():
+    rng = np.random.default_rng(2)
+    truth = rng.gamma(0.5, 1e-5, size=(2000, 6, 4, 4))
+    perfect = PooledScores()
+    perfect.update(np.stack([truth] * 3), truth, np.ones((6, 4, 4)), point=truth)
+    r = perfect.results()
+    assert (r["crps_fair"], r["crps_standard"], r["mae_point"]) == (0.0, 0.0, 0.0)
+    assert r["tail_error"] == pytest.approx(0.0, abs=1e-12)               # 3 × the truth's counts: same quantiles
+    doubled = PooledScores()
+    doubled.update(2 * truth[None], truth, np.ones((6, 4, 4)))          # every value doubled: every ratio is 2
+    ratios = doubled.quantile_ratios()
     assert set(ratios) == {0.999, 0.9999}
-    for r in ratios.values():
-        assert r == pytest.approx(2.0, rel=0.01)
-    assert tail_error(ratios) == pytest.approx(1.0, rel=0.01)
+    for ratio in ratios.values():
+        assert ratio == pytest.approx(2.0, rel=0.01)
+    assert doubled.results()["tail_error"] == pytest.approx(1.0, rel=0.01)
+    assert {"q999_ratio", "q9999_ratio"} <= set(doubled.results())
+    with pytest.raises(ValueError, match="do not match"):
+        doubled.update(truth[None, :5], truth, np.ones((6, 4, 4)))
 
 
 def test_ema_warmup_update_and_swap():

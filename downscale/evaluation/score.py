@@ -30,17 +30,25 @@ Returns a :class:`Comparison` of three Datasets:
   ``baseline`` (else the coarse input) are baselines, never an extra ensemble. The coordinate
   ``source_kind`` (on ``source``, in all three Datasets) says which is which.
 * ``maps``: (source[, season], tile, y, x) — ``mean, bias, percent_bias, seasonal_mean, seasonal_bias,
-  seasonal_percent_bias, crps_fair, wet_day_frequency``.
+  seasonal_percent_bias, crps_fair, wet_day_frequency, annual_max_daily`` (mm/day); coordinate ``season_days``
+  (season): the days of each season in the record (0: absent).
+* ``scalars`` also hold the climatology by region and period (``clim_*`` on ``climate_region``, ``period``;
+  :mod:`downscale.evaluation.climate`).
 * ``curves``: histograms (source, region, bin), quantiles, power spectra (``power_spectrum`` per tile
   by index wavenumber, ``sphere_power_spectrum`` by total wavenumber), temporal autocorrelation,
   diurnal cycle, dry spells, rank histogram, and GPD return levels of regional daily totals with CIs
-  (source, tail_region, return_period), fitted above the truth's ``tail_quantile``; NaN where a source has
+  (source, tail_region, return_period), fitted above the truth's ``tail_quantile`` (90 % intervals: day-block
+  bootstrap); NaN where a source has
   fewer than 10 days above it (``return_n_exceedances`` says how many: a smooth baseline may have none).
   Extreme quantiles (source, region, extreme_quantile, stat = value, lower, upper, se):
   ``extreme_quantile_value``, ``extreme_quantile_difference`` (minus the truth's, paired), ``extreme_pe``,
   with ``extreme_supported`` and ``extreme_n_values``. Reliability (source, region, threshold_quantile,
   probability): ``reliability_frequency``, ``reliability_weight``, and the thresholds ``brier_threshold``
   (region, threshold_quantile) in kg m-2 s-1.
+
+Regions are those of :mod:`downscale.evaluation.regions`, histograms on
+:data:`~downscale.diagnostics.histogram.DEFAULT_BINS` (the bins of training validation's tail quantiles too,
+:mod:`downscale.evaluation.pooled`). :mod:`downscale.evaluation.results` writes and reads the result.
 
 Example::
 
@@ -51,26 +59,28 @@ Example::
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import dask
+import dask.array
 import numpy as np
 import xarray as xr
 
-from downscale.diagnostics import (climatology, consistency, distribution, extremes, reliability, skill, structure,
-                                   uncertainty)
+from downscale.diagnostics import (climatology, consistency, distribution, extremes, reliability, seasons, skill,
+                                   structure, uncertainty)
 from downscale.diagnostics.dims import OUTPUT, Dims
 from downscale.diagnostics.histogram import DEFAULT_BINS, LogBins, regional_histograms
 from downscale.diagnostics.sources import COARSE_SPATIAL_DIMS, Grid, Source, coarse_input, gather_sources
-from downscale.diagnostics.weights import DEFAULT_REGIONS, get_region, regional_weights, weighted_mean, weighted_sum
+from downscale.diagnostics.weights import regional_weights, weighted_mean, weighted_sum
+from downscale.evaluation import climate
+from downscale.evaluation.regions import CASE_STUDIES, DEFAULT_REGIONS, get_region, get_regions
 
 LOWER_IS_BETTER = ("mse", "rmse", "mae", "crps_fair", "crps_standard", "mse_member", "mae_member", "pe", "emd", "sae")
 #: Per-quantile scalars that are lower-is-better too (``pe_q999``, ``brier_q99`` …; not their bounds).
 LOWER_IS_BETTER_PATTERN = re.compile(r"(pe|brier)_q\d+")
+#: The quantile of the PE (STVD: the 99.999th percentile of the pooled area-weighted rates).
+PE_QUANTILE = 0.99999
 _FLUX, _RATIO = "kg m-2 s-1", "1"
 SCALAR_UNITS = {
     "mse": f"({_FLUX})2", "mse_member": f"({_FLUX})2", "rmse": _FLUX, "mae": _FLUX, "mae_member": _FLUX,
@@ -98,12 +108,12 @@ class CompareConfig:
     coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS
     regions: tuple[str, ...] = DEFAULT_REGIONS
     quantiles: tuple[float, ...] = distribution.DEFAULT_QUANTILES
-    pe_quantile: float = 0.99999
+    pe_quantile: float = PE_QUANTILE
     thresholds_mm_day: tuple[float, ...] = distribution.DEFAULT_THRESHOLDS_MM_DAY
     lags_hours: tuple[float, ...] = structure.DEFAULT_LAGS_HOURS
     bins: LogBins = DEFAULT_BINS
     window_joins: tuple[int, ...] = ()
-    return_level_regions: tuple[str, ...] = ("california", "himalayas")
+    return_level_regions: tuple[str, ...] = CASE_STUDIES
     return_periods: tuple[float, ...] = extremes.DEFAULT_RETURN_PERIODS
     tail_quantile: float = 0.99
     n_boot: int = 200
@@ -268,19 +278,29 @@ def _return_levels(sources: list[Source], grid: Grid, truth_hist_daily: xr.DataA
         daily = distribution.daily_totals(src.data, d.time)
         years = extremes.record_years(daily[d.time])
         n_members = src.data.sizes.get(d.member, 1)
+        n_days = daily.sizes[d.time]
+        shape = [1] * daily.ndim
+        shape[daily.get_axis_num(d.time)] = n_days
         for i, r in enumerate(regs):
             mask = get_region(r).mask(grid.lat, grid.lon)
             u = float(thresholds[i])
             data = daily.where(mask).data
-            lazy.append(data[data > u])
-            meta.append((src.name, r, u, int(mask.sum()) * n_members * years))
+            day = np.arange(n_days).reshape(shape)
+            day_chunks = tuple(c if n > 1 else (1,) for c, n in zip(data.chunks, shape)) \
+                if isinstance(data, dask.array.Array) else None
+            day = (dask.array.broadcast_to(dask.array.from_array(day, chunks=day_chunks), data.shape,
+                                           chunks=data.chunks)
+                   if isinstance(data, dask.array.Array) else np.broadcast_to(day, data.shape))
+            above = data > u
+            lazy.append((data[above], day[above]))
+            meta.append((src.name, r, u, int(mask.sum()) * n_members * years, n_days))
     values = dask.compute(*lazy)
     blocks = {}
-    for (name, r, u, series_years), exc in zip(meta, values):
+    for (name, r, u, series_years, n_days), (exc, day) in zip(meta, values):
         exc = np.asarray(exc)
         try:
-            fit = extremes.fit_gpd(exc, u, series_years)
-            rl = extremes.return_levels(fit, cfg.return_periods, n_boot=cfg.n_boot)
+            rl = extremes.day_block_return_levels(exc, np.asarray(day), n_days, u, series_years, cfg.return_periods,
+                                                  n_boot=cfg.n_boot, seed=cfg.seed)
         except ValueError:      # fewer than 10 values above the truth's threshold (e.g. a smooth baseline)
             rl = xr.Dataset({k: ("return_period", np.full(len(cfg.return_periods), np.nan))
                              for k in ("return_level", "lower", "upper")},
@@ -290,12 +310,13 @@ def _return_levels(sources: list[Source], grid: Grid, truth_hist_daily: xr.DataA
     per_source = [xr.concat(blocks[s.name], dim="tail_region").assign_coords(tail_region=regs) for s in sources]
     out = xr.concat(per_source, dim="source").assign_coords(source=[s.name for s in sources])
     return out.rename({k: f"return_{k}" if k != "return_level" else k for k in out.data_vars}).assign_attrs(
-        units="mm/day", method="GPD peaks over the truth's regional daily quantile; parametric bootstrap CI",
+        units="mm/day", method="GPD peaks over the truth's regional daily quantile; day-block bootstrap 90 % CI",
         tail_quantile=cfg.tail_quantile)
 
 
-def compare(ds: xr.Dataset, config: CompareConfig) -> Comparison:
-    """Every metric for every source of the output store ``ds`` (module docstring). Computes.
+def compare(ds: xr.Dataset, config: CompareConfig, land_fraction: xr.DataArray | None = None) -> Comparison:
+    """Every metric for every source of the output store ``ds`` (module docstring). Computes. ``land_fraction``
+    (0..1 on the fine cells) adds the land and ocean rows of the climatology (:mod:`~downscale.evaluation.climate`).
 
     Example: ``compare(xr.open_zarr("outputs.zarr"), CompareConfig(factor=8)).scalars.crps_fair``
     """
@@ -304,24 +325,33 @@ def compare(ds: xr.Dataset, config: CompareConfig) -> Comparison:
                                    config.baselines, d, config.coarse_spatial_dims, config.ensembles)
     truth = next(s.data for s in sources if s.kind == "truth")
     coarse = coarse_input(ds, config.coarse)
-    w_reg = regional_weights(grid.area, grid.lat, grid.lon, config.regions)
+    w_reg = regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.regions))
     truth_hist = regional_histograms(truth, w_reg, config.bins)
-    daily_w = regional_weights(grid.area, grid.lat, grid.lon, config.return_level_regions)
-    truth_hist_daily = regional_histograms(distribution.daily_totals(truth, d.time) / distribution.SECONDS_PER_DAY,
-                                           daily_w, config.bins) if config.return_level_regions else None
+    truth_hist_daily = None                      # of the regional daily totals (in kg m-2 s-1), for GPD thresholds
+    if config.return_level_regions:
+        daily_w = regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.return_level_regions))
+        truth_hist_daily = regional_histograms(distribution.daily_totals(truth, d.time)
+                                               / distribution.SECONDS_PER_DAY, daily_w, config.bins)
     truth_hist, truth_hist_daily = dask.compute(truth_hist, truth_hist_daily)     # the truth first: thresholds
     thresholds = distribution.histogram_quantiles(truth_hist, config.brier_quantiles).rename(
         quantile="threshold_quantile")
     n_members = max(s.data.sizes[d.member] for s in sources if s.ensemble)
-    scal, maps, curves, ext = {}, {}, {}, {}
+    scal, maps, curves, ext, clim = {}, {}, {}, {}, {}
+    clim_w = climate.climate_weights(grid, land_fraction)
     for src in sources:
         scal[src.name], maps[src.name], curves[src.name] = _source_metrics(src, truth, grid, w_reg, config, coarse,
                                                                            truth_hist)
+        maps[src.name]["annual_max_daily"] = climate.annual_max_daily(src, d)
         ext[src.name] = _extreme_metrics(src, truth, w_reg, thresholds, n_members, config)
+        clim[src.name] = climate.climate_parts(src, clim_w, d)
     ens = next(s.data for s in sources if s.name == "ensemble")       # the main one
     rank = skill.rank_histogram(ens, truth, grid.area, d.member)
-    scalars, maps_ds, curves_ds, rank, ext_ds = dask.compute(
-        _stack(scal), _stack(maps), _stack(curves), rank, _stack(ext))
+    scalars, maps_ds, curves_ds, rank, ext_ds, clim = dask.compute(
+        _stack(scal), _stack(maps), _stack(curves), rank, _stack(ext), clim)
+    truth_name = next(s.name for s in sources if s.kind == "truth")
+    scalars = scalars.merge(climate.climate_scalars({k: xr.Dataset(v) for k, v in clim.items()}, truth_name, d,
+                                                    config.n_boot, config.seed))
+    maps_ds = maps_ds.assign_coords(season_days=seasons.season_days(truth[d.time]))
     curves_ds["rank_histogram"] = rank
     extreme_scalars, extreme_curves = _finish_extremes(ext_ds, thresholds, config)
     curves_ds = curves_ds.merge(extreme_curves, combine_attrs="override")
@@ -342,63 +372,3 @@ def compare(ds: xr.Dataset, config: CompareConfig) -> Comparison:
         ds_.attrs.update(factor=config.factor, truth=config.truth, ensemble=config.variable,
                          note="precipitation in kg m-2 s-1 unless a variable's units say otherwise")
     return Comparison(scalars, maps_ds, curves_ds, config)
-
-
-# --- writers ---------------------------------------------------------------------------------------
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def write_scalars_json(scalars: xr.Dataset, path: str | Path) -> Path:
-    """Write the scalar metrics as JSON (xarray's ``to_dict`` layout; NaN → null); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(scalars.to_dict(data="list")), indent=1, allow_nan=False))
-    return path
-
-
-def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
-    """Attributes as str/int/float (others as JSON) and text variables as variable-length strings (object
-    dtype: Zarr v3 has a specified encoding for those, not for fixed-width numpy unicode)."""
-    ds = ds.copy()
-    text = {k: v.astype(object) for k, v in ds.variables.items() if v.dtype.kind == "U"}
-    ds = ds.assign_coords({k: v for k, v in text.items() if k in ds.coords})
-    ds.attrs = {k: (v if isinstance(v, (str, int, float)) else json.dumps(_plain(v))) for k, v in ds.attrs.items()}
-    for v in ds.variables.values():
-        v.attrs = {k: (a if isinstance(a, (str, int, float)) else json.dumps(_plain(a))) for k, a in v.attrs.items()}
-    return ds
-
-
-def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write maps or curves: netCDF (h5netcdf) if ``path`` ends in ``.nc``, else a Zarr v3 store."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = _clean_attrs(ds)
-    if path.suffix == ".nc":
-        ds.to_netcdf(path, engine="h5netcdf")
-    else:
-        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=False)
-    return path
-
-
-def write_comparison(result: Comparison, out_dir: str | Path) -> dict[str, Path]:
-    """``metrics.json`` (scalars + config), ``maps.zarr`` and ``curves.nc`` in ``out_dir``.
-
-    Example: ``write_comparison(result, "diagnostics/")["metrics"]``
-    """
-    out = Path(out_dir)
-    scalars = result.scalars.assign_attrs(config=json.dumps(_plain(asdict(result.config))))
-    return {"metrics": write_scalars_json(scalars, out / "metrics.json"),
-            "maps": write_dataset(result.maps, out / "maps.zarr"),
-            "curves": write_dataset(result.curves, out / "curves.nc")}

@@ -4,7 +4,9 @@ The scale factor comes from the store's global attribute ``factor`` (or an expli
 store lacks it) — never from array shapes. Window joins (frame indices where one generated video window
 meets the next) come from the store attribute ``window_joins`` (a JSON list) when present. The folder is
 written into a temporary sibling and renamed into place, so a crash never leaves a half-written folder
-that looks complete (:func:`downscale.report.inputs.is_complete`).
+that looks complete (:func:`downscale.evaluation.results.is_complete`). Its phases (reading, scoring,
+writing) are logged as they begin, and a long one at least every 30 s (:mod:`downscale.progress_log`). Scoring is
+:func:`downscale.evaluation.score.compare`; the folder's layout is :mod:`downscale.evaluation.results`.
 
 Example::
 
@@ -19,18 +21,59 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import xarray as xr
 
-from downscale.diagnostics.compare import CompareConfig, compare, write_comparison
-from downscale.report.inputs import DIAGNOSTIC_FILES, EVALUATION_FILE, is_complete, open_output_store
+from data_catalog.errors import DataError
+from data_catalog.read_guard import guarded, zarr_presence
+from data_catalog.redaction import redact, redact_url
+from data_catalog.store_reader import require_filesystem
+from downscale.evaluation.results import DIAGNOSTIC_FILES, EVALUATION_FILE, is_complete, write_comparison
+from downscale.evaluation.score import CompareConfig, compare
+from downscale.inference.store_schema import COMPLETE, STATUS
+from downscale.inference.store import require_format
+from downscale.progress_log import ProgressLog
 from downscale.version import __version__
 
 #: Stores up to this size are loaded and scored in memory: there dask's graph overhead (about 10⁵ tasks for
-#: every metric of every source and region) costs more than the arithmetic. Larger stores stream with dask.
-IN_MEMORY_BYTES = 2 * 1024**3
+#: every metric of every source and region) costs more than the arithmetic. Larger stores stream with dask,
+#: chunk by chunk, so a year needs little more memory than a month (a month of C32 with 4 members is about
+#: 100 MB, a year 1.2 GB).
+IN_MEMORY_BYTES = 256 * 1024**2
+
+
+def _is_url(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def open_output_store(path: str | Path) -> xr.Dataset:
+    """Open an output store lazily (consolidated metadata if it has it), one dask block per shard; a read
+    of its values that fails raises :class:`~data_catalog.errors.DataError` naming the store and the
+    variable (:func:`data_catalog.read_guard.guarded`).
+
+    Raises ``FileNotFoundError`` naming the store if a local path does not exist, and ``ValueError`` for a
+    store that ``downscale generate`` has not finished (its unwritten frames are NaN, not results).
+    """
+    if not _is_url(path) and not Path(path).exists():
+        raise FileNotFoundError(f"output store {path} not found")
+    name = redact_url(str(path))
+    require_filesystem(str(path), name)
+    with warnings.catch_warnings():     # a store without consolidated metadata opens all the same
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            ds = guarded(xr.open_zarr(path, chunks=None), name, present=zarr_presence(str(path)))
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"output store {name} is not a readable Zarr store: {redact(str(err))}") from None
+    status = ds.attrs.get(STATUS)
+    if status is not None:  # written by `downscale generate` (a store assembled by other means is read as is)
+        require_format(ds.attrs, name)
+    if status is not None and status != COMPLETE:
+        raise ValueError(f"output store {path} is {status}: finish it first (rerun the same `downscale generate`, "
+                         f"which writes only the missing work items)")
+    return ds
 
 
 def store_factor(ds: xr.Dataset, store: str | Path) -> int | None:
@@ -94,6 +137,12 @@ def _record_extent(ds: xr.Dataset, config: CompareConfig) -> dict:
             "n_members": int(ens.sizes.get(config.dims.member, 1))}
 
 
+def _extent(ds: xr.Dataset, config: CompareConfig) -> str:
+    """``"4 members × 80 frames"`` of the scored ensemble, for the progress lines."""
+    ens = ds[config.variable]
+    return f"{ens.sizes.get(config.dims.member, 1)} members × {ens.sizes[config.dims.time]} frames"
+
+
 def _prepare_target(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -113,14 +162,17 @@ def _prepare_target(out: Path, overwrite: bool) -> None:
 
 
 def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfig | None = None,
-             overwrite: bool = False, *, factor: int | None = None, n_boot: int | None = None) -> dict[str, Path]:
+             overwrite: bool = False, *, factor: int | None = None, n_boot: int | None = None,
+             land_fraction: xr.DataArray | None = None, in_memory_bytes: int = IN_MEMORY_BYTES) -> dict[str, Path]:
     """Score every source of ``output_store`` against its truth and write the diagnostics folder.
 
     ``out_dir`` receives ``metrics.json``, ``maps.zarr``, ``curves.nc`` and ``evaluation.json``; an existing
     evaluation there is replaced only with ``overwrite``. ``factor`` is needed only when the store lacks the
     ``factor`` attribute (it must agree with it otherwise); ``n_boot`` overrides the config's number of
     bootstrap resamples for the return-level CIs and the day-block intervals of extreme quantiles (fewer is
-    faster). Returns the written paths by kind.
+    faster); ``land_fraction`` (0..1 on the store's fine cells) adds land and ocean to the climatology's
+    regions. A store of up to ``in_memory_bytes`` is loaded, a larger one streams. Returns the written paths by
+    kind.
 
     Example: ``evaluate("outputs.zarr", "diagnostics/", factor=8)["metrics"]``
     """
@@ -133,17 +185,26 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
         config = dataclasses.replace(config, n_boot=n_boot)
     _check_variables(ds, output_store, config)
     _prepare_target(out, overwrite)
-    if ds.nbytes <= IN_MEMORY_BYTES:
-        ds = ds.load()
-    try:
-        result = compare(ds, config)
-    except ValueError as err:
-        raise ValueError(f"output store {output_store}: {err}") from err
+    progress = ProgressLog(f"evaluate {redact_url(str(output_store))}", 3, "phases", eta=False)
+    in_memory = ds.nbytes <= in_memory_bytes
+    progress.update(0, f"reading {_extent(ds, config)}, {ds.nbytes / 1e6:.0f} MB, "
+                       f"{'into memory' if in_memory else 'chunk by chunk (streamed with dask)'}")
+    with progress.heartbeat():      # a line at least every 30 s however long the scoring takes
+        if in_memory:
+            ds = ds.load()
+        progress.update(1, "scoring the ensemble, the baselines and the coarse input against the truth")
+        try:
+            result = compare(ds, config, land_fraction)
+        except DataError:   # a read of the store failed: it names the store and the variable already
+            raise
+        except ValueError as err:
+            raise ValueError(f"output store {output_store}: {err}") from err
+    progress.update(2, f"writing {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         paths = write_comparison(result, tmp)
-        record = {"output_store": str(output_store), "factor": config.factor, "factor_from": origin,
+        record = {"output_store": redact_url(str(output_store)), "factor": config.factor, "factor_from": origin,
                   "window_joins": list(config.window_joins), "sources": [str(s) for s in result.scalars.source.values],
                   **_record_extent(ds, config),
                   "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -155,4 +216,5 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    progress.update(3, f"wrote {out}")
     return {**{k: out / p.name for k, p in paths.items()}, "evaluation": out / EVALUATION_FILE}

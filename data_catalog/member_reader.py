@@ -16,7 +16,7 @@ import xarray as xr
 from data_catalog.catalog import Catalog, StoreRef
 from data_catalog.coarsen import coarse_grain
 from data_catalog.errors import DataError
-from data_catalog.reader import is_precipitation, open_store, standardize, standardize_grid
+from data_catalog.store_reader import is_precipitation, open_store, standardize, standardize_grid
 from data_catalog.validation import check_factor, check_resolution, check_same_times, check_values
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,6 @@ field is interpolated block by block (one store chunk of frames at a time) and e
 into the log-spaced, area-weighted histogram of :mod:`downscale.diagnostics.histogram` (8000 bins from
 1e-10 to 1e-1 kg m-2 s-1, relative bin width 0.26 %, which bounds the error of each table quantile);
 counts add across blocks and members, so memory does not grow with the number of frames.
-(:class:`downscale.training.metrics.LogHistogram` is not used: it counts unweighted, in torch, within
-one process, so it gives neither area-weighted quantiles nor a dask reduction.)
 
 Example::
 
@@ -60,7 +58,7 @@ import torch
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from data_catalog.loader import COARSE_SUFFIX
+from data_catalog.member_reader import COARSE_SUFFIX
 from data_catalog.prepare import PreparedDataset
 from data_catalog.schema import N_TILES, TILE, TIME, X, Y
 from data_catalog.splits import SPLITS

@@ -22,7 +22,7 @@ from data_catalog.upsample import block_mean, upsample_coarse
 from downscale.diagnostics.consistency import seam_statistics
 from downscale.diagnostics.distribution import histogram_quantiles
 from downscale.diagnostics.histogram import histogram
-from downscale.inference.baselines import (
+from downscale.baselines import (
     FIT_BINS,
     QuantileTable,
     fit_quantile_table,

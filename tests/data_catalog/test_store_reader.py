@@ -13,8 +13,8 @@ from builders import fortran_dataset, write
 
 from data_catalog.catalog import StoreRef
 from data_catalog.errors import DataError
-from data_catalog.reader import open_store, standardize, standardize_grid
 from data_catalog.schema import FIELD_DIMS, STATIC_DIMS
+from data_catalog.store_reader import open_store, standardize, standardize_grid
 
 
 def _open(path, variables=None):

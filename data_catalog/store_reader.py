@@ -12,6 +12,7 @@ arrays stay dask arrays.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import xarray as xr
 
 from data_catalog.catalog import StoreRef
 from data_catalog.errors import DataError
+from data_catalog.read_guard import guarded, zarr_presence
 from data_catalog.schema import (
     GRID_VARIABLES,
     N_TILES,
@@ -58,32 +60,48 @@ def is_precipitation(name: str, attrs: dict) -> bool:
     )
 
 
-def open_store(ref: StoreRef) -> xr.Dataset:
-    """Open ``ref`` lazily (dask, store chunks, times not decoded). netCDF by suffix, else Zarr.
+#: The fsspec packages that read each remote protocol, and the extra that installs them.
+REMOTE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "http": "aiohttp", "https": "aiohttp"}
+CLOUD_EXTRA = "pip install 'fv3-downscale[cloud]'"
 
-    Raises :class:`DataError` if the store is unreachable, not a dataset, or holds no variables.
+
+def require_filesystem(url: str, store: str) -> None:
+    """Raise :class:`DataError` naming ``store`` and the install command when the package that reads
+    ``url``'s protocol (``s3://`` → s3fs, ``gs://`` → gcsfs, ``http(s)://`` → aiohttp) is missing."""
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    package = REMOTE_PACKAGES.get(protocol)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise DataError(store, f"reading {protocol}:// stores needs the '{package}' package, which is not "
+                        f"installed: {CLOUD_EXTRA}")
+
+
+def open_store(ref: StoreRef) -> xr.Dataset:
+    """Open ``ref`` lazily (dask, one block per stored chunk, times not decoded). netCDF by
+    suffix, else Zarr. Every later read of its values that fails raises :class:`DataError` naming the
+    store, the variable and the problem (:func:`data_catalog.read_guard.guarded`).
+
+    Raises :class:`DataError` if the store is unreachable, not a dataset, holds no variables, or needs a
+    filesystem package that is not installed.
     """
     url = ref.urlpath
     local = url.removeprefix("file://") if "://" not in url or url.startswith("file://") else None
     if local is not None and not Path(local).exists():
         raise DataError(ref.display, "store not found (no such file or directory)")
+    require_filesystem(url, ref.display)
+    options = None if local else ref.storage_options or None
+    netcdf = url.endswith((".nc", ".nc4", ".h5"))
     try:
-        if url.endswith((".nc", ".nc4", ".h5")):
-            ds = xr.open_dataset(local or url, engine="h5netcdf", chunks={}, decode_times=False)
+        if netcdf:
+            ds = xr.open_dataset(local or url, engine="h5netcdf", chunks=None, cache=False, decode_times=False)
         else:
-            ds = xr.open_zarr(
-                local or url,
-                storage_options=None if local else ref.storage_options or None,
-                consolidated=ref.consolidated,
-                decode_times=False,
-                chunks={},
-            )
+            ds = xr.open_zarr(local or url, storage_options=options, consolidated=ref.consolidated,
+                              decode_times=False, chunks=None)
     except Exception as err:  # noqa: BLE001 - every backend raises its own type
         reason = ref.scrub(f"{type(err).__name__}: {err}")
         raise DataError(ref.display, f"cannot be opened ({reason})") from None
     if not ds.data_vars:
         raise DataError(ref.display, "store is empty (no data variables)")
-    return ds
+    return guarded(ds, ref.display, ref.scrub, None if netcdf else zarr_presence(local or url, options))
 
 
 def _decode_time(var: xr.DataArray, store: str) -> np.ndarray:

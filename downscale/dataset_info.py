@@ -1,0 +1,64 @@
+"""What a model knows about the prepared dataset it was trained on: one typed description, written once.
+
+:class:`DatasetInfo` is read off a prepared dataset's manifest, statistics and splits
+(:meth:`DatasetInfo.from_prepared`). Training keeps it in its checkpoints (``hyper_parameters["dataset"]``)
+and the model bundle carries it (:class:`downscale.bundle.BundleMetadata` extends it), so inference knows
+the variables, grids, clip length, time step and normalization a model expects without the dataset.
+
+    >>> info = DatasetInfo.from_prepared(PreparedDataset.open("data/prepared"))
+    >>> info.factor, info.clip_frames, info.in_channels
+    (8, 5, 6)
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from data_catalog.normalization import NormalizationStats
+from data_catalog.prepare import PreparedDataset
+
+
+class DatasetInfo(BaseModel):
+    """The prepared dataset a model is trained on: variables, grids, clip, normalization, provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="folder of the prepared dataset (as given to training)")
+    fingerprint: str = Field(description="content fingerprint of the prepared dataset (its manifest)")
+    catalog_name: str = Field(description="name of the catalog the dataset was prepared from")
+    target: str = Field(description="fine target variable, e.g. PRATEsfc (kg m-2 s-1)")
+    predictors: tuple[str, ...] = Field(description="coarse predictors, in the model's channel order")
+    static_features: tuple[str, ...] = Field(description="static fine channels after the predictors")
+    coarse_resolution: int = Field(gt=0, description="N of the coarse C-N grid")
+    fine_resolution: int = Field(gt=0, description="N of the fine C-N grid (= factor × coarse)")
+    factor: int = Field(gt=0, description="fine cells per coarse cell along each tile axis")
+    clip_frames: int = Field(gt=0, description="frames T of one clip (the network's window)")
+    time_step_seconds: float = Field(gt=0, description="seconds between frames")
+    normalization: NormalizationStats = Field(description="statistics of the training split")
+    train_members: tuple[str, ...] = Field(description="members with clips in the train split")
+    validation_members: tuple[str, ...] = Field(description="members with clips in the validation split")
+
+    @model_validator(mode="after")
+    def _consistent_grids(self) -> Self:
+        if self.fine_resolution != self.factor * self.coarse_resolution:
+            raise ValueError(f"fine resolution C{self.fine_resolution} != factor {self.factor} x coarse "
+                             f"C{self.coarse_resolution}")
+        return self
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedDataset) -> DatasetInfo:
+        m, clips = prepared.manifest, prepared.splits.clips
+        return cls(path=str(prepared.path), fingerprint=m.fingerprint, catalog_name=m.catalog_name, target=m.target,
+                   predictors=m.predictors, static_features=m.static_features,
+                   coarse_resolution=m.coarse_resolution, fine_resolution=m.fine_resolution, factor=m.factor,
+                   clip_frames=prepared.splits.clip_frames, time_step_seconds=m.time_step_seconds,
+                   normalization=prepared.stats,
+                   train_members=tuple(sorted({c[0] for c in clips.get("train", [])})),
+                   validation_members=tuple(sorted({c[0] for c in clips.get("validation", [])})))
+
+    @property
+    def in_channels(self) -> int:
+        """Conditioning channels: predictors then static features."""
+        return len(self.predictors) + len(self.static_features)

@@ -1,0 +1,90 @@
+"""A rerun redoes exactly the stages whose settings or inputs changed, and says why each ran or was skipped:
+the ``tests`` preset (4 training steps) through every stage as ``downscale run`` does, then with
+``train.max_steps`` and then the sampler changed (~1.5 min on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from downscale import stages
+from downscale.inference import store
+from downscale.inference.store_schema import FINGERPRINT
+from downscale.inference.store_swap import staging_path
+from downscale.pipeline_config import PipelineConfig, demo_config
+from downscale.stage_record import StageRecord, flatten, record_path
+
+ALL = ["synthetic", "prepare", "train", "generate", "evaluate", "report"]
+
+
+def _run(config: PipelineConfig, caplog: pytest.LogCaptureFixture) -> tuple[list[str], dict[str, str]]:
+    """Every stage of ``config`` in order: the names of those that ran, and each stage's logged verdict."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="downscale.stages"):
+        results = [stage(config, False) for stage in stages.sequence(config)]
+    assert [r.name for r in results] == ALL
+    verdicts = dict(r.getMessage().split(": ", 1) for r in caplog.records if r.name == "downscale.stages")
+    assert set(verdicts) == set(ALL), verdicts
+    return [r.name for r in results if not r.skipped], verdicts
+
+
+def _with(config: PipelineConfig, section: str, **changes) -> PipelineConfig:
+    return config.model_copy(update={section: getattr(config, section).model_copy(update=changes)})
+
+
+def test_a_rerun_redoes_exactly_the_stages_a_change_reaches_and_says_why(tmp_path, caplog):
+    tests = demo_config(tmp_path / "run", preset="tests")
+    config = _with(tests, "train", max_steps=4, optimizer=tests.train.optimizer.model_copy(update={"warmup_steps": 2}))
+    ran, verdicts = _run(config, caplog)
+    assert ran == ALL and all(v.startswith("run — ") for v in verdicts.values()), verdicts
+    recorded = json.loads(record_path(config.train.bundle_path).read_text())
+    assert recorded["config"]["train.max_steps"] == 4 and recorded["stage"] == "train"
+    assert recorded["fingerprint"] == StageRecord.read(config.train.bundle_path).fingerprint
+
+    ran, verdicts = _run(config, caplog)
+    assert ran == []
+    assert verdicts["train"] == f"skipped — {config.train.bundle_path} matches config and inputs"
+
+    longer = _with(config, "train", max_steps=6)
+    bundle_before = config.train.bundle_path.read_bytes()
+    with pytest.raises(stages.StageChangedError, match=r"^train: train.max_steps changed 4→6 since .*model\.bundle"
+                                                        r"\.safetensors was made; set overwrite: true"):
+        _run(longer, caplog)
+    assert config.train.bundle_path.read_bytes() == bundle_before, "without overwrite the old model stays"
+
+    longer = longer.model_copy(update={"overwrite": True})
+    ran, verdicts = _run(longer, caplog)
+    assert ran == ["train", "generate", "evaluate", "report"]
+    assert verdicts["prepare"].startswith("skipped — ")
+    assert verdicts["train"] == "rerun — train.max_steps changed 4→6"
+    assert verdicts["generate"].startswith("rerun — input train changed (")
+    assert verdicts["evaluate"].startswith("rerun — input generate changed (")
+    assert verdicts["report"].startswith("rerun — input evaluate changed (")
+    assert config.train.bundle_path.read_bytes() != bundle_before
+
+    sampler = longer.generate.sampler.model_copy(update={"num_steps": 4})
+    resampled = _with(longer, "generate", sampler=sampler)
+    out = Path(resampled.generate.output).absolute()
+    before = store.root_attributes(out)[FINGERPRINT]
+    begun = stages.plan_generate(resampled)           # set up, then abandoned as a killed run would be
+    assert Path(begun.config.output) == staging_path(out) and begun.items
+    assert store.is_complete(out) and store.root_attributes(out)[FINGERPRINT] == before
+    ran, verdicts = _run(resampled, caplog)            # resumes the store beside, then swaps it in
+    assert ran == ["generate", "evaluate", "report"]
+    assert verdicts["train"].startswith("skipped — ")
+    assert verdicts["generate"] == "rerun — generate.sampler.num_steps changed 3→4"
+    assert store.is_complete(out) and store.root_attributes(out)[FINGERPRINT] == begun.spec.fingerprint
+    assert not staging_path(out).exists()
+
+
+def test_a_record_names_every_change_by_its_dotted_key():
+    old = StageRecord("generate", {"generate.sampler.num_steps": 8, "generate.seed": 0}, {"train": "a" * 64})
+    new = StageRecord("generate", {"generate.sampler.num_steps": 12, "generate.members": 4}, {"train": "b" * 64})
+    assert new.changes_from(old) == ["generate.members added (4)", "generate.sampler.num_steps changed 8→12",
+                                     "generate.seed removed (was 0)", f"input train changed ({'a' * 12}→{'b' * 12})"]
+    assert new.changes_from(new) == [] and new.fingerprint != old.fingerprint
+    assert flatten("train", {"optimizer": {"lr": 1e-3}, "network": ["tiny"]}) == {"train.optimizer.lr": 1e-3,
+                                                                                   "train.network": ["tiny"]}
