@@ -43,6 +43,7 @@ from data_catalog.member_reader import open_member  # noqa: E402
 from data_catalog.normalization import NormalizationStats  # noqa: E402
 from data_catalog.schema import SECONDS_PER_DAY as MM_DAY  # noqa: E402  (kg m-2 s-1 → mm/day)
 from downscale import stages  # noqa: E402
+from downscale.logs import configure as configure_logging  # noqa: E402
 from downscale.bundle import read_bundle_metadata  # noqa: E402
 from downscale.pipeline_config import PipelineConfig, demo_config  # noqa: E402
 from downscale.diagnostics.distribution import percentile_error, wasserstein_distance  # noqa: E402
@@ -256,6 +257,7 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, help="default: skill-runs/<config>")
     p.add_argument("--markdown", type=Path, help="write this config's section into this file (e.g. docs/skill.md)")
     args = p.parse_args()
+    configure_logging()   # progress lines with timestamps, no library noise (as `downscale run`)
     config = config_for(args.config, args.workdir or REPO / "skill-runs" / args.config)
     text = section(args.config, config, run(config))
     print(text)

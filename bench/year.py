@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from data_catalog.synthetic.growing import GrowingInput  # noqa: E402
 from downscale import stages  # noqa: E402
+from downscale.logs import configure as configure_logging  # noqa: E402
 from downscale.inference.config import GenerateConfig  # noqa: E402
 from downscale.inference.coarse_run import open_run  # noqa: E402
 from downscale.pipeline_config import PipelineConfig, demo_config  # noqa: E402
@@ -67,8 +68,19 @@ def _run_child(kind: str, payload: dict) -> None:
         from downscale.evaluation.evaluate import evaluate
         evaluate(payload["store"], payload["out"], overwrite=True, n_boot=payload["n_boot"],
                  land_fraction=_land_fraction(payload["store"]))
-    print(json.dumps({"wall_s": time.perf_counter() - t0,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"wall_s": time.perf_counter() - t0, "peak_rss_mib": _peak_rss_mib()}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS (MiB). Linux's ``ru_maxrss`` survives fork + exec, so a child would report
+    at least the parent's size at the fork; ``VmHWM`` (``/proc/self/status``) belongs to the running image."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _land_fraction(store: str):
@@ -222,6 +234,7 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, help="training steps (a smoke run; default the preset's)")
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     args = parser.parse_args()
+    configure_logging()   # progress lines with timestamps, no library noise (as `downscale run`)
     config = demo_config(args.workdir, "year")
     if args.days:
         config = config.model_copy(update={"data": config.data.model_copy(
