@@ -76,11 +76,14 @@ def _logged(text: str) -> list[str]:
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter
+    from prefect.client.schemas.sorting import LogSort
 
     for handler in logging.getLogger("prefect.extra").handlers:  # the API handler sends in batches
         handler.flush()
     with get_client(sync_client=True) as client:
-        return [log.message for log in client.read_logs(LogFilter(text={"query": text}), limit=200)]
+        # a quoted phrase (bare words are OR-ed: a long session holds hundreds of "run" lines), newest first
+        logs = client.read_logs(LogFilter(text={"query": f'"{text}"'}), limit=200, sort=LogSort.TIMESTAMP_DESC)
+        return [log.message for log in logs]
 
 
 @pytest.fixture(scope="module")
