@@ -51,7 +51,7 @@ from downscale.evaluation.results import read_diagnostics
 from downscale.inference import store
 from downscale.inference.config import GenerateConfig
 from downscale.inference.dask_items import item_runners, plugin_name, run_on_worker
-from downscale.inference.generate import finish_store, planned_spec, run_items
+from downscale.inference.generate import finish_store, local_cluster_options, planned_spec, run_items
 from downscale.inference.output_job import OutputJob, set_up_output_store
 from downscale.inference.store_plan import WorkItem
 from downscale.inference.store_schema import FINGERPRINT, OutputSpec

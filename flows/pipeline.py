@@ -147,13 +147,10 @@ def map_items(work: stages.GenerateWork) -> None:
         raise failed[0]
 
 
-def _local_dask(threads: int, scratch: Path | None = None) -> DaskTaskRunner:
-    """A LocalCluster of ``threads`` threads in this process (items share the loaded model); its workers'
-    ``dask-scratch-space`` goes into ``scratch`` (default: Dask's, the system temporary folder)."""
-    local = {"local_directory": str(scratch)} if scratch is not None else {}
+def _local_dask(threads: int, output: Path | None = None) -> DaskTaskRunner:
+    """A LocalCluster as ``downscale generate`` starts one (:func:`stages.local_cluster_options`)."""
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": threads,
-                                          "dashboard_address": None, **local})
+                          cluster_kwargs=stages.local_cluster_options(threads, output))
 
 
 def task_runner(config: PipelineConfig) -> DaskTaskRunner:
@@ -161,8 +158,7 @@ def task_runner(config: PipelineConfig) -> DaskTaskRunner:
     threads whose scratch space is in the output store's folder, as ``downscale generate``'s
     (:func:`downscale.inference.generate.run_items`)."""
     gen = config.generate
-    return DaskTaskRunner(address=gen.scheduler) if gen.scheduler else _local_dask(gen.workers,
-                                                                                   Path(gen.output).parent)
+    return DaskTaskRunner(address=gen.scheduler) if gen.scheduler else _local_dask(gen.workers, Path(gen.output))
 
 
 @flow(name="prepare")

@@ -127,6 +127,14 @@ def _count(progress: ProgressLog, result: str) -> None:
     progress.advance(0 if result.endswith(Claim.HELD.value) else 1, note=f"item {result}")
 
 
+def local_cluster_options(threads: int, output: str | Path | None = None) -> dict:
+    """``LocalCluster`` settings for the work items: ``threads`` threads of one worker in this process (the
+    items share the loaded model), no dashboard, its ``dask-scratch-space`` in the output store's folder
+    (Dask's default, the system temporary folder, when ``output`` is None)."""
+    options = {"processes": False, "n_workers": 1, "threads_per_worker": threads, "dashboard_address": None}
+    return options | ({"local_directory": str(Path(output).parent)} if output is not None else {})
+
+
 def run_items(config: GenerateConfig, spec: OutputSpec, items: list[WorkItem]) -> None:
     """Run ``items`` into ``config.output``: in this thread with one runner (one worker), on a LocalCluster
     of ``workers`` threads sharing one runner, or on the Dask scheduler at ``scheduler`` with one runner per
@@ -150,9 +158,7 @@ def run_items(config: GenerateConfig, spec: OutputSpec, items: list[WorkItem]) -
 
     from downscale.inference.dask_items import item_runners, run_on_worker
 
-    cluster = None if config.scheduler else LocalCluster(
-        processes=False, n_workers=1, threads_per_worker=config.workers, dashboard_address=None,
-        local_directory=str(Path(config.output).parent))   # its dask-scratch-space beside the store
+    cluster = None if config.scheduler else LocalCluster(**local_cluster_options(config.workers, config.output))
     try:
         with (Client(config.scheduler or cluster) as client, item_runners(client, config, spec) as name,
               progress.heartbeat()):
