@@ -11,6 +11,7 @@ TORCH ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 DEMO_DIR ?= demo-run
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -30,8 +31,10 @@ demo: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m flows.pipeline --demo --workdir $(DEMO_DIR)
 
 # --durations=15: the 15 slowest tests in every run's log (CI's too), to keep the suite within its 8 min.
+# -n $(TEST_WORKERS) --dist loadfile: two pytest processes (pytest-xdist), each test file whole on one of them
+# (a file's module-scoped fixtures, e.g. a trained pipeline, are built once); TEST_WORKERS=0 runs in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
