@@ -167,7 +167,8 @@ def mass_consistency(fine: xr.DataArray, coarse: xr.DataArray, area: xr.DataArra
                      coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS) -> xr.Dataset:
     """Coarse-grain ``fine`` (…, tile, y, x) by ``factor`` with the fine cell ``area`` (m²) and compare it
     with ``coarse`` (…, tile, y_c, x_c): ``relative_error`` and ``mass_bias`` (dimensionless, module
-    docstring), pooled over every dim (members included). ``factor`` is given, never read off shapes.
+    docstring), pooled over every dim (members included), with the four area-weighted means they are ratios
+    of (:func:`mass_ratios`). ``factor`` is given, never read off shapes.
 
     Example: ``mass_consistency(ens, ds.PRATEsfc_coarse, area, factor=8)["relative_error"]``
     """
@@ -186,7 +187,15 @@ def mass_consistency(fine: xr.DataArray, coarse: xr.DataArray, area: xr.DataArra
     grained = coarse_grain(f.astype(np.float64), a, factor).rename(back)
     coarse_area = block_sum(a, factor).rename(back)
     c = drop_coords_on(coarse, [cy, cx]).astype(np.float64)
-    relative_error = weighted_mean(abs(grained - c), coarse_area) / weighted_mean(abs(c), coarse_area)
-    mass_bias = weighted_mean(grained - c, coarse_area) / weighted_mean(c, coarse_area)
-    return xr.Dataset({"relative_error": relative_error.assign_attrs(units="1"),
-                       "mass_bias": mass_bias.assign_attrs(units="1")})
+    means = {"mean_abs_error": weighted_mean(abs(grained - c), coarse_area),
+             "mean_abs_coarse": weighted_mean(abs(c), coarse_area),
+             "mean_error": weighted_mean(grained - c, coarse_area), "mean_coarse": weighted_mean(c, coarse_area)}
+    return xr.Dataset({**means, **mass_ratios(**means)})
+
+
+def mass_ratios(mean_abs_error: xr.DataArray, mean_abs_coarse: xr.DataArray, mean_error: xr.DataArray,
+                mean_coarse: xr.DataArray) -> dict[str, xr.DataArray]:
+    """``relative_error`` and ``mass_bias`` from the area-weighted means of |coarse-grained − coarse|, |coarse|,
+    coarse-grained − coarse and coarse (of one block of frames, or of a record's blocks together)."""
+    return {"relative_error": (mean_abs_error / mean_abs_coarse).assign_attrs(units="1"),
+            "mass_bias": (mean_error / mean_coarse).assign_attrs(units="1")}

@@ -94,6 +94,61 @@ def _seasonal_spell_counts(dry: np.ndarray, weights: np.ndarray, season: np.ndar
     return counts.reshape(w.shape[0], -1)
 
 
+class DrySpellCounter:
+    """Area-weighted counts of dry-spell lengths by the season of the spell's first day, fed the dry days of a
+    record in consecutive pieces (a spell that spans two pieces counts once, at its whole length).
+
+    ``weights (R, *cells)`` (R weight sets, e.g. regions); :meth:`add` takes ``dry (*lead, *cells, day)``
+    (booleans; lead dims such as members pooled) and the ``season (day,)`` index of each day;
+    :meth:`counts` gives ``(R, 4, max_length)`` with the spells still open counted at the length they have.
+
+    Example::
+
+        >>> counter = DrySpellCounter(area[None], max_length=60)
+        >>> for piece in pieces: counter.add(piece <= 1.0, season_index(piece.time))
+        >>> counter.counts()[0].sum(0)        # every spell of the record by length
+    """
+
+    def __init__(self, weights: np.ndarray, max_length: int) -> None:
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1 day, got {max_length}")
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.max_length = max_length
+        self._closed = np.zeros((self.weights.shape[0], len(SEASONS), max_length))
+        self._run: np.ndarray | None = None      # (lead · cells,) length of the spell open so far (0: none)
+        self._start: np.ndarray | None = None    # (lead · cells,) season of its first day
+        self._w = np.empty(0)
+
+    def _count(self, out: np.ndarray, rows: np.ndarray) -> None:
+        """Count the spells of ``rows`` (open or just ended) into ``out``."""
+        length = np.minimum(self._run[rows], self.max_length) - 1
+        np.add.at(out, (slice(None), self._start[rows], length), self._w[:, rows])
+
+    def add(self, dry: np.ndarray, season: np.ndarray) -> None:
+        """Count the spells that end within ``dry`` and carry the open ones on."""
+        dry = np.asarray(dry, dtype=bool)
+        flat = dry.reshape(-1, dry.shape[-1])                                # (lead · cells, day)
+        if self._run is None:
+            sets = self.weights.reshape(self.weights.shape[0], -1)
+            self._w = np.tile(sets, (1, flat.shape[0] // sets.shape[1]))     # lead dims first, cells last
+            self._run = np.zeros(flat.shape[0], dtype=np.int64)
+            self._start = np.zeros(flat.shape[0], dtype=np.int64)
+        for t, s in enumerate(np.asarray(season, dtype=np.int64)):
+            d = flat[:, t]
+            ended = np.flatnonzero(~d & (self._run > 0))
+            if ended.size:
+                self._count(self._closed, ended)
+            self._start[d & (self._run == 0)] = s
+            self._run = np.where(d, self._run + 1, 0)
+
+    def counts(self) -> np.ndarray:
+        """``(R, 4, max_length)``: the spells so far, the open ones at their length to date."""
+        out = self._closed.copy()
+        if self._run is not None:
+            self._count(out, np.flatnonzero(self._run > 0))
+        return out
+
+
 def seasonal_dry_spells(daily: xr.DataArray, weights: xr.DataArray | None = None, threshold_mm: float = WET_DAY_MM,
                         max_length: int = 60, time_dim: str = TIME_DIM) -> xr.DataArray:
     """Area-weighted counts of dry-spell lengths (days ≤ ``threshold_mm``) by the season of the spell's

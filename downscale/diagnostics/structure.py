@@ -24,7 +24,8 @@ autocorrelation at 3–24 h lags and the diurnal cycle by local solar time. Lazy
   ≤ 4 fine cells) is k ≥ n/4 per tile (:func:`fine_band_tile`) and l ≥ n on the sphere
   (:func:`fine_band_sphere`: a tile edge is a quarter of a great circle, so l ≈ 4k).
 * Temporal autocorrelation at lag L of each cell's anomaly a = f − f̄ (time mean):
-  r(L) = mean_t(a_t a_{t+L}) / mean_t(a_t²), then area-weighted over cells (cells with no variance skipped).
+  r(L) = mean_t(a_t a_{t+L}) / mean_t(a_t²), then area-weighted over cells (cells with no variance skipped);
+  computed from per-cell sums (:func:`autocorrelation_sums`) that consecutive blocks of a record add up to.
 * Diurnal cycle: mean rate in bins of local solar time LST = UTC hour + lon/15 (mod 24), area-weighted.
 
 Example::
@@ -47,9 +48,9 @@ from downscale.diagnostics.dims import SPATIAL_DIMS, TIME_DIM, drop_coords_on, r
 from downscale.diagnostics.sphere_spectrum import sphere_power_spectrum
 from downscale.diagnostics.weights import weighted_mean
 
-__all__ = ["DEFAULT_LAGS_HOURS", "band_power_ratio", "diurnal_cycle", "fine_band_sphere", "fine_band_tile",
-           "morans_i", "power_spectrum", "spatial_autocorrelation_error", "sphere_power_spectrum",
-           "temporal_autocorrelation"]
+__all__ = ["DEFAULT_LAGS_HOURS", "autocorrelation_from_sums", "autocorrelation_sums", "band_power_ratio",
+           "diurnal_cycle", "diurnal_from_sums", "diurnal_sums", "fine_band_sphere", "fine_band_tile", "morans_i",
+           "power_spectrum", "spatial_autocorrelation_error", "sphere_power_spectrum", "temporal_autocorrelation"]
 
 DEFAULT_LAGS_HOURS = (3, 6, 9, 12, 15, 18, 21, 24)
 
@@ -194,6 +195,53 @@ def band_power_ratio(spec_forecast: xr.DataArray, spec_truth: xr.DataArray, low:
 
 # --- temporal autocorrelation ----------------------------------------------------------------------
 
+def autocorrelation_sums(x: xr.DataArray, lags_hours: Sequence[float] = DEFAULT_LAGS_HOURS,
+                         time_dim: str = TIME_DIM, lead: int = 0) -> xr.Dataset:
+    """Per-cell sums from which :func:`autocorrelation_from_sums` gives the lag autocorrelation, over the frames
+    ``lead:`` of ``x`` and the pairs (t, t + k) whose later frame is one of them (the ``lead`` frames before
+    are the previous block's last ones, so that consecutive blocks add up to the whole record):
+    ``n``, ``sum``, ``sum_sq`` and, on dim ``lag`` (hours), ``pair_n``, ``pair_product``, ``pair_first``,
+    ``pair_second`` (Σ x_t x_{t+k}, Σ x_t, Σ x_{t+k}); float64, the dims of ``x`` but time.
+
+    Example: ``autocorrelation_sums(truth, (3, 24))["pair_product"]  # (lag: 2, tile, y, x)``
+    """
+    require_dims(x, [time_dim], "autocorrelation_sums")
+    step = time_step_seconds(x[time_dim]) / 3600.0
+    f = _bare(x, [time_dim])
+    n = x.sizes[time_dim]
+    own = f.isel({time_dim: slice(lead, None)})
+    parts = []
+    for lag in lags_hours:
+        k = lag / step
+        if abs(k - round(k)) > 1e-6 or round(k) <= 0:
+            raise ValueError(f"lag {lag} h is not a positive multiple of the {step:g} h time step")
+        k = int(round(k))
+        first = f.isel({time_dim: slice(max(lead - k, 0), max(n - k, 0))})
+        second = f.isel({time_dim: slice(max(lead, k), None)})
+        parts.append(xr.Dataset({"pair_n": float(second.sizes[time_dim]),
+                                 "pair_product": (first * second).sum(time_dim),
+                                 "pair_first": first.sum(time_dim), "pair_second": second.sum(time_dim)}))
+    pairs = xr.concat(parts, dim=xr.DataArray(list(lags_hours), dims="lag", attrs={"units": "hours"}, name="lag"))
+    return pairs.assign(n=float(own.sizes[time_dim]), sum=own.sum(time_dim), sum_sq=(own**2).sum(time_dim))
+
+
+def autocorrelation_from_sums(sums: xr.Dataset, weights: xr.DataArray,
+                              dims: Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Each cell's lag-L autocorrelation of its anomaly from the record mean, r = mean over the pairs of
+    a_t a_{t+L} / mean over the frames of a², area-weighted over ``dims`` (default: all but ``lag``), from
+    :func:`autocorrelation_sums` (cells with no variance skipped); dim ``lag``.
+
+    Example: ``autocorrelation_from_sums(autocorrelation_sums(truth), area)  # (lag: 8,)``
+    """
+    mean = sums["sum"] / sums["n"]
+    variance = sums["sum_sq"] / sums["n"] - mean**2
+    n_pairs = sums["pair_n"].where(sums["pair_n"] > 0)
+    cov = (sums["pair_product"] - mean * (sums["pair_first"] + sums["pair_second"])) / n_pairs + mean**2
+    r = cov / variance.where(variance > 0)
+    dims = [d for d in r.dims if d != "lag"] if dims is None else list(dims)
+    return weighted_mean(r, weights, dims).transpose("lag", ...).rename("autocorrelation").assign_attrs(units="1")
+
+
 def temporal_autocorrelation(x: xr.DataArray, weights: xr.DataArray,
                              lags_hours: Sequence[float] = DEFAULT_LAGS_HOURS, time_dim: str = TIME_DIM,
                              dims: Sequence[Hashable] | None = None) -> xr.DataArray:
@@ -203,24 +251,13 @@ def temporal_autocorrelation(x: xr.DataArray, weights: xr.DataArray,
     Example: ``temporal_autocorrelation(truth, area, (3, 24))  # (lag: 2,)``
     """
     require_dims(x, [time_dim], "temporal_autocorrelation")
-    step = time_step_seconds(x[time_dim]) / 3600.0
     n = x.sizes[time_dim]
-    anomaly = _bare(x, [time_dim])
-    anomaly = anomaly - anomaly.mean(time_dim)
-    variance = (anomaly**2).mean(time_dim)
-    dims = [d for d in x.dims if d != time_dim] if dims is None else list(dims)
-    parts = []
+    step = time_step_seconds(x[time_dim]) / 3600.0
     for lag in lags_hours:
-        k = lag / step
-        if abs(k - round(k)) > 1e-6 or not 0 < round(k) < n:
+        if not 0 < round(lag / step) < n:
             raise ValueError(f"lag {lag} h is not a positive multiple of the {step:g} h time step below the "
                              f"record length ({n} steps)")
-        k = int(round(k))
-        cov = (anomaly.isel({time_dim: slice(None, n - k)}) * anomaly.isel({time_dim: slice(k, None)})).mean(time_dim)
-        r = cov / variance.where(variance > 0)
-        parts.append(weighted_mean(r, weights, dims))
-    out = xr.concat(parts, dim=xr.DataArray(list(lags_hours), dims="lag", attrs={"units": "hours"}, name="lag"))
-    return out.rename("autocorrelation").assign_attrs(units="1")
+    return autocorrelation_from_sums(autocorrelation_sums(x, lags_hours, time_dim), weights, dims)
 
 
 # --- diurnal cycle ---------------------------------------------------------------------------------
@@ -248,6 +285,20 @@ def diurnal_cycle(x: xr.DataArray, weights: xr.DataArray, lon: xr.DataArray, bin
 
     Example: ``diurnal_cycle(truth, area, lon)  # (local_solar_hour: 8,)``
     """
+    return diurnal_from_sums(diurnal_sums(x, weights, lon, bin_hours, time_dim)).assign_attrs(
+        units=x.attrs.get("units", ""))
+
+
+def diurnal_from_sums(total: xr.DataArray) -> xr.DataArray:
+    """The diurnal cycle from :func:`diurnal_sums` (of one block, or added over the blocks of a record)."""
+    mean = total.isel(part=0) / total.isel(part=1).where(total.isel(part=1) > 0)
+    return mean.rename("diurnal_cycle")
+
+
+def diurnal_sums(x: xr.DataArray, weights: xr.DataArray, lon: xr.DataArray, bin_hours: float = 3.0,
+                 time_dim: str = TIME_DIM) -> xr.DataArray:
+    """Σ area·value and Σ area·count per bin of local solar time (:func:`diurnal_cycle`): ``(part: 2,
+    local_solar_hour)``; blocks of a record add up."""
     require_dims(x, [time_dim], "diurnal_cycle")
     if not 0 < bin_hours <= 24 or abs(24 / bin_hours - round(24 / bin_hours)) > 1e-9:
         raise ValueError(f"bin_hours must divide 24, got {bin_hours}")
@@ -275,7 +326,5 @@ def diurnal_cycle(x: xr.DataArray, weights: xr.DataArray, lon: xr.DataArray, bin
                            dask="parallelized", output_dtypes=[np.float64],
                            dask_gufunc_kwargs={"output_sizes": {"part": 2, "local_solar_hour": n_bins}})
     total = parts.sum([d for d in parts.dims if d not in ("part", "local_solar_hour")])
-    mean = total.isel(part=0) / total.isel(part=1).where(total.isel(part=1) > 0)
     centres = (np.arange(n_bins) + 0.5) * bin_hours
-    out = mean.assign_coords(local_solar_hour=("local_solar_hour", centres, {"units": "hours"}))
-    return out.rename("diurnal_cycle").assign_attrs(units=x.attrs.get("units", ""))
+    return total.assign_coords(local_solar_hour=("local_solar_hour", centres, {"units": "hours"}))

@@ -3,7 +3,8 @@ the evaluation a climate scientist reads for a year or more of downscaled output
 
 Per source, region (:data:`CLIMATE_REGIONS`: global, land, ocean — when a land fraction is given — and the two
 case studies) and period (:data:`PERIODS`: the whole record, ``annual``, and DJF/MAM/JJA/SON), all in one
-streaming pass that keeps only regional daily series (:func:`climate_parts`):
+streaming pass over blocks of days that keeps only regional daily series and dry-spell counts
+(:mod:`~downscale.evaluation.block_scores`):
 
 * ``clim_mean`` (mm/day): area mean of the period mean (an ensemble: of its mean); ``clim_bias`` (source −
   truth) and ``clim_percent_bias`` (%);
@@ -23,8 +24,8 @@ values are NaN), fewer than ~90 a partial one. The annual-maximum daily precipit
 
 Example::
 
-    >>> parts = {s.name: climate_parts(s, weights, dims) for s in sources}     # lazy
-    >>> climate_scalars(dask.compute(parts)[0], "truth", n_boot=200)["clim_bias"].sel(period="JJA")
+    >>> parts = {"truth": xr.Dataset({"daily_mean": …, "daily_wet": …, "dry_spells": …}), …}   # per source
+    >>> climate_scalars(parts, "truth", dims, n_boot=200)["clim_bias"].sel(period="JJA")
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from downscale.diagnostics import distribution, seasons
+from downscale.diagnostics import seasons
 from downscale.diagnostics.dims import Dims
-from downscale.diagnostics.sources import Grid, Source
-from downscale.diagnostics.weights import check_area, weighted_mean
+from downscale.diagnostics.sources import Grid
+from downscale.diagnostics.weights import check_area
 from downscale.evaluation.regions import CASE_STUDIES, get_region
 
 CLIMATE_REGIONS = ("global", "land", "ocean", *CASE_STUDIES)
@@ -62,25 +63,6 @@ def climate_weights(grid: Grid, land_fraction: xr.DataArray | None = None) -> xr
         masks[r] = get_region(r).mask(grid.lat.load(), grid.lon.load())
     w = xr.concat([area.where(m, 0.0).reset_coords(drop=True) for m in masks.values()], dim=REGION_DIM)
     return w.assign_coords({REGION_DIM: list(masks)}).rename("climate_weights")
-
-
-def climate_parts(src: Source, weights: xr.DataArray, dims: Dims) -> dict[str, xr.DataArray]:
-    """Lazy regional daily series of one source: ``daily_mean`` (mm/day) and ``daily_wet`` (wet fraction) on
-    ``([member,] time, climate_region)``, and ``dry_spells`` (climate_region, season, spell_length) counts."""
-    daily = distribution.daily_totals(src.data, dims.time)
-    wet = (daily > seasons.WET_DAY_MM).where(daily.notnull())
-    spatial = list(dims.spatial)
-    return {"daily_mean": weighted_mean(daily, weights, spatial), "daily_wet": weighted_mean(wet, weights, spatial),
-            "dry_spells": seasons.seasonal_dry_spells(daily, weights, max_length=MAX_SPELL_DAYS, time_dim=dims.time)}
-
-
-def annual_max_daily(src: Source, dims: Dims) -> xr.DataArray:
-    """Lazy map (tile, y, x) of the annual maximum of daily precipitation (mm/day), averaged over the record's
-    calendar years and over an ensemble's members (the expected annual maximum of one member)."""
-    daily = distribution.daily_totals(src.data, dims.time)
-    peak = daily.groupby(daily[dims.time].dt.year.rename("year")).max(dims.time).mean("year")
-    peak = peak.mean(dims.member) if src.ensemble else peak
-    return peak.assign_attrs(units="mm/day", long_name="annual maximum of daily precipitation, mean over years")
 
 
 def _periods(season: np.ndarray) -> list[np.ndarray]:
@@ -144,8 +126,10 @@ _UNITS = {"clim_mean": "mm/day", "clim_bias": "mm/day", "clim_percent_bias": "%"
 
 def climate_scalars(parts: dict[str, xr.Dataset], truth: str, dims: Dims, n_boot: int = 200,
                     seed: int = 0) -> xr.Dataset:
-    """The climatology table (module docstring) of computed :func:`climate_parts` per source (``truth``: the
-    truth's key): variables on ``(source, climate_region, period)`` with ``period_days`` (period)."""
+    """The climatology table (module docstring) of each source's regional series — ``daily_mean`` (mm/day) and
+    ``daily_wet`` (wet fraction) on ``([member,] time, climate_region)``, ``dry_spells`` (climate_region, season,
+    spell_length) counts, per source (``truth``: the truth's key): variables on ``(source, climate_region,
+    period)`` with ``period_days`` (period)."""
     ref = parts[truth].daily_mean
     season = seasons.season_index(ref[dims.time])
     masks = _periods(season)

@@ -38,11 +38,10 @@ from downscale.inference.store import require_format
 from downscale.progress_log import ProgressLog
 from downscale.version import __version__
 
-#: Stores up to this size are loaded and scored in memory: there dask's graph overhead (about 10⁵ tasks for
-#: every metric of every source and region) costs more than the arithmetic. Larger stores stream with dask,
-#: chunk by chunk, so a year needs little more memory than a month (a month of C32 with 4 members is about
-#: 100 MB, a year 1.2 GB).
-IN_MEMORY_BYTES = 256 * 1024**2
+#: The store is read and scored in blocks of whole days of about this many bytes (as stored; at least one day):
+#: the evaluation's memory is that of one block plus running totals, whatever the record's length (160 frames,
+#: 20 days, of a C32 store with 4 members; one day of a C384 store with 11 members).
+BLOCK_BYTES = 64 * 1024**2
 
 
 def _is_url(path: str | Path) -> bool:
@@ -163,7 +162,7 @@ def _prepare_target(out: Path, overwrite: bool) -> None:
 
 def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfig | None = None,
              overwrite: bool = False, *, factor: int | None = None, n_boot: int | None = None,
-             land_fraction: xr.DataArray | None = None, in_memory_bytes: int = IN_MEMORY_BYTES) -> dict[str, Path]:
+             land_fraction: xr.DataArray | None = None, block_bytes: int = BLOCK_BYTES) -> dict[str, Path]:
     """Score every source of ``output_store`` against its truth and write the diagnostics folder.
 
     ``out_dir`` receives ``metrics.json``, ``maps.zarr``, ``curves.nc`` and ``evaluation.json``; an existing
@@ -171,7 +170,7 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
     ``factor`` attribute (it must agree with it otherwise); ``n_boot`` overrides the config's number of
     bootstrap resamples for the return-level CIs and the day-block intervals of extreme quantiles (fewer is
     faster); ``land_fraction`` (0..1 on the store's fine cells) adds land and ocean to the climatology's
-    regions. A store of up to ``in_memory_bytes`` is loaded, a larger one streams. Returns the written paths by
+    regions. The store is scored in blocks of whole days of about ``block_bytes`` (:data:`BLOCK_BYTES`). Returns the written paths by
     kind.
 
     Example: ``evaluate("outputs.zarr", "diagnostics/", factor=8)["metrics"]``
@@ -185,16 +184,22 @@ def evaluate(output_store: str | Path, out_dir: str | Path, config: CompareConfi
         config = dataclasses.replace(config, n_boot=n_boot)
     _check_variables(ds, output_store, config)
     _prepare_target(out, overwrite)
-    progress = ProgressLog(f"evaluate {redact_url(str(output_store))}", 3, "phases", eta=False)
-    in_memory = ds.nbytes <= in_memory_bytes
-    progress.update(0, f"reading {_extent(ds, config)}, {ds.nbytes / 1e6:.0f} MB, "
-                       f"{'into memory' if in_memory else 'chunk by chunk (streamed with dask)'}")
+    name = redact_url(str(output_store))
+    progress = ProgressLog(f"evaluate {name}", 3, "phases", eta=False)
+    n_frames = ds.sizes[config.dims.time]
+    block_frames = max(1, int(block_bytes / max(ds.nbytes / n_frames, 1)))
+    progress.update(0, f"reading {_extent(ds, config)}, {ds.nbytes / 1e6:.0f} MB, in blocks of whole days of up "
+                       f"to {min(block_frames, n_frames)} frames")
+    blocks = ProgressLog(f"evaluate {name} scoring", 0, "blocks of days")
     with progress.heartbeat():      # a line at least every 30 s however long the scoring takes
-        if in_memory:
-            ds = ds.load()
         progress.update(1, "scoring the ensemble, the baselines and the coarse input against the truth")
+
+        def on_block(done: int, total: int) -> None:
+            blocks.total = total
+            blocks.update(done)
+
         try:
-            result = compare(ds, config, land_fraction)
+            result = compare(ds, config, land_fraction, max_block_frames=block_frames, on_block=on_block)
         except DataError:   # a read of the store failed: it names the store and the variable already
             raise
         except ValueError as err:

@@ -1,8 +1,10 @@
 """Score the ensemble (and any extra ensemble: ``ensemble_raw``, ``ensemble_qm``), every deterministic
-baseline, the coarse input and the truth itself against the truth. Streams over the truth first (its
-histograms: the thresholds of the Brier scores and of the GPD fits), then one ``dask.compute`` of every
-metric of every source, then one pass that keeps only the regional daily totals above the truth's tail
-threshold for the GPD fits.
+baseline, the coarse input and the truth itself against the truth. The store is read in blocks of whole days
+(:func:`~downscale.evaluation.blocks.day_blocks`): a first pass over the truth alone gives the thresholds of
+the Brier scores and of the GPD fits; then each block of every source is loaded, scored and reduced to
+running totals (:mod:`~downscale.evaluation.block_scores`), and the record's statistics are finished from the
+totals. Memory is that of one block; any block size gives the same numbers (docs/metrics.md, "How a store is
+read").
 
 For each source (:mod:`downscale.diagnostics.sources`) an ensemble is scored through its mean (MSE, MAE,
 bias), its single members (``*_member``) and as a distribution (CRPS, spread–skill, Brier score); a
@@ -60,20 +62,23 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import dask
-import dask.array
 import numpy as np
 import xarray as xr
 
-from downscale.diagnostics import (climatology, consistency, distribution, extremes, reliability, seasons, skill,
-                                   structure, uncertainty)
-from downscale.diagnostics.dims import OUTPUT, Dims
+from downscale.diagnostics import (climatology, distribution, extremes, reliability, seasons, structure,
+                                   uncertainty)
+from downscale.diagnostics.consistency import mass_ratios
+from downscale.diagnostics.dims import OUTPUT, Dims, time_step_seconds
 from downscale.diagnostics.histogram import DEFAULT_BINS, LogBins, regional_histograms
-from downscale.diagnostics.sources import COARSE_SPATIAL_DIMS, Grid, Source, coarse_input, gather_sources
-from downscale.diagnostics.weights import regional_weights, weighted_mean, weighted_sum
+from downscale.diagnostics.sphere_spectrum import DEFAULT_MAX_FRAMES
+from downscale.diagnostics.sources import COARSE_SPATIAL_DIMS, Grid, Source, gather_sources
+from downscale.diagnostics.weights import regional_weights
 from downscale.evaluation import climate
+from downscale.evaluation.block_scores import BlockContext, bootstrap_groups, score_block
+from downscale.evaluation.blocks import Totals, day_blocks
 from downscale.evaluation.regions import CASE_STUDIES, DEFAULT_REGIONS, get_region, get_regions
 
 LOWER_IS_BETTER = ("mse", "rmse", "mae", "crps_fair", "crps_standard", "mse_member", "mae_member", "pe", "emd", "sae")
@@ -141,76 +146,6 @@ class Comparison:
     config: CompareConfig = field(repr=False)
 
 
-def _point(src: Source, dims: Dims) -> xr.DataArray:
-    """The point forecast of a source: the ensemble mean, or the source itself."""
-    return src.data.mean(dims.member) if src.ensemble else src.data
-
-
-def _source_metrics(src: Source, truth: xr.DataArray, grid: Grid, w_reg: xr.DataArray, cfg: CompareConfig,
-                    coarse: xr.DataArray | None, truth_hist: xr.DataArray):
-    """Lazy scalars, maps and curves of one source."""
-    d, x = cfg.dims, src.data
-    point = _point(src, d)
-    hist = regional_histograms(x, w_reg, cfg.bins)
-    crps_fair, crps_standard = (skill.crps_fair_and_standard(x, truth, d.member) if src.ensemble
-                                else (abs(x - truth),) * 2)
-    daily = distribution.daily_totals(x, d.time)
-    s = {
-        "mse": skill.mse(point, truth, w_reg, list(point.dims)),
-        "mae": skill.mae(point, truth, w_reg, list(point.dims)),
-        "bias": skill.bias(point, truth, w_reg, list(point.dims)),
-        "relative_bias": skill.bias(point, truth, w_reg, list(point.dims))
-        / weighted_mean(truth, w_reg, list(truth.dims)),
-        "mse_member": skill.mse(x, truth, w_reg, list(x.dims)),
-        "mae_member": skill.mae(x, truth, w_reg, list(x.dims)),
-        "crps_fair": weighted_mean(crps_fair, w_reg, list(crps_fair.dims)),
-        "crps_standard": weighted_mean(crps_standard, w_reg, list(crps_standard.dims)),
-        "pe": distribution.percentile_error(hist, truth_hist, cfg.pe_quantile),
-        "emd": distribution.wasserstein_distance(hist, truth_hist),
-        "sae": structure.spatial_autocorrelation_error(x, truth, d.spatial),
-        **consistency.seam_statistics(x, d.spatial, cfg.factor)[["seam_ratio", "coarse_imprint"]].data_vars,
-        "exceedance_frequency": distribution.exceedance_frequency(x, grid.area, cfg.thresholds_mm_day),
-        **distribution.wet_day_statistics(daily, grid.area).data_vars,
-    }
-    s["spread_skill"] = (skill.spread_skill_ratio(x, truth, w_reg, d.member, list(truth.dims)) if src.ensemble
-                         and x.sizes[d.member] > 1 else xr.full_like(s["mse"], np.nan))
-    if coarse is not None:
-        mass = consistency.mass_consistency(x, coarse, grid.area, cfg.factor, d.spatial, cfg.coarse_spatial_dims)
-        s["mass_relative_error"], s["mass_bias"] = mass["relative_error"], mass["mass_bias"]
-    if cfg.window_joins:
-        s["join_ratio"] = consistency.window_join_statistics(x, grid.area, cfg.window_joins, d.time)["join_ratio"]
-    clim = climatology.climatology_maps(point, truth, d.time)
-    maps = {k: clim[k] for k in ("mean", "bias", "percent_bias", "seasonal_mean", "seasonal_bias",
-                                 "seasonal_percent_bias")}
-    maps["crps_fair"] = crps_fair.mean(d.time)
-    wet = distribution.wet_day_frequency(daily, time_dim=d.time)
-    maps["wet_day_frequency"] = wet.mean(d.member) if src.ensemble else wet
-    curves = {
-        "histogram": hist,
-        "quantile_value": distribution.histogram_quantiles(hist, cfg.quantiles),
-        "power_spectrum": structure.power_spectrum(x, d.spatial),
-        "sphere_power_spectrum": structure.sphere_power_spectrum(x, grid.lat, grid.lon, grid.area, d.spatial,
-                                                                 time_dim=d.time, member_dim=d.member),
-        "autocorrelation": structure.temporal_autocorrelation(x, grid.area, cfg.lags_hours, d.time),
-        "diurnal_cycle": structure.diurnal_cycle(x, grid.area, grid.lon, time_dim=d.time),
-        "dry_spell_frequency": distribution.dry_spell_distribution(daily, grid.area, max_length=cfg.max_spell_days,
-                                                                   time_dim=d.time),
-    }
-    return s, maps, curves
-
-
-def _extreme_metrics(src: Source, truth: xr.DataArray, w_reg: xr.DataArray, thresholds: xr.DataArray,
-                     n_members: int, cfg: CompareConfig) -> dict[str, xr.DataArray]:
-    """Lazy inputs of the extreme-quantile bootstrap (daily histograms, values pooled) and the Brier
-    scores and reliability counts of one source (``thresholds (region, threshold_quantile)``, numbers)."""
-    d, x = cfg.dims, src.data
-    counts = reliability.exceedance_counts(x, truth, thresholds, w_reg, d.member)
-    return {"daily_histogram": uncertainty.daily_histograms(x, w_reg, cfg.extreme_bins, d.time),
-            "n_values": weighted_sum(x.notnull(), (w_reg > 0).astype(np.float64), list(x.dims)),
-            "brier": reliability.brier_score(counts),
-            "reliability_counts": reliability.reliability_counts(counts, n_members)}
-
-
 def _finish_extremes(ext: xr.Dataset, thresholds: xr.DataArray, cfg: CompareConfig) -> tuple[dict, xr.Dataset]:
     """Computed :func:`_extreme_metrics` of every source → (scalars, curves)."""
     boot = uncertainty.bootstrap_extremes(ext.daily_histogram, ext.n_values, cfg.extreme_quantiles, "truth",
@@ -266,47 +201,135 @@ def _add_vs_truth(scalars: xr.Dataset, curves: xr.Dataset, n: int) -> xr.Dataset
     return scalars
 
 
-def _return_levels(sources: list[Source], grid: Grid, truth_hist_daily: xr.DataArray, cfg: CompareConfig) -> xr.Dataset:
-    """GPD return levels of regional daily totals per source; one compute for all exceedances."""
-    d = cfg.dims
+def _record_context(ds: xr.Dataset, sources: list[Source], grid: Grid, config: CompareConfig,
+                    land_fraction: xr.DataArray | None, blocks: list[slice]) -> tuple[BlockContext, xr.DataArray]:
+    """Pass 1 over the truth, block by block: its regional histograms (the Brier thresholds) and those of its
+    regional daily totals (the return-level thresholds); returns the blocks' context and the histograms."""
+    d = config.dims
+    w_reg = regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.regions))
+    daily_w = (regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.return_level_regions))
+               if config.return_level_regions else None)
+    hist = Totals()
+    for b in blocks:
+        truth = next(s.data for s in sources if s.kind == "truth").isel({d.time: b}).load()
+        hist.add("truth", regional_histograms(truth, w_reg, config.bins))
+        if daily_w is not None:
+            daily = distribution.daily_totals(truth, d.time) / distribution.SECONDS_PER_DAY
+            hist.add("daily", regional_histograms(daily, daily_w, config.bins))
+    tail = {}
+    if daily_w is not None:      # the daily histogram is binned in kg m-2 s-1; thresholds back in mm/day
+        u = distribution.SECONDS_PER_DAY * distribution.histogram_quantiles(hist["daily"], [config.tail_quantile])
+        tail = dict(zip(config.return_level_regions, (float(v) for v in u.squeeze("quantile").values)))
+    thresholds = distribution.histogram_quantiles(hist["truth"], config.brier_quantiles).rename(
+        quantile="threshold_quantile")
+    days = np.unique(np.asarray(ds[d.time].dt.floor("D").values))
+    n = ds.sizes[d.time]
+    sphere_frames = np.unique(np.round(np.linspace(0, n - 1, min(n, DEFAULT_MAX_FRAMES))).astype(np.int64))
+    context = BlockContext(config, grid, w_reg, climate.climate_weights(grid, land_fraction), thresholds, tail, days,
+                           bootstrap_groups(days.size), max(s.data.sizes[d.member] for s in sources if s.ensemble),
+                           sphere_frames)
+    return context, hist["truth"]
+
+
+def _lead_frames(ds: xr.Dataset, config: CompareConfig) -> int:
+    """Frames a block reads before its own: the longest autocorrelation lag, 1 for window joins."""
+    step = time_step_seconds(ds[config.dims.time]) / 3600.0 if ds.sizes[config.dims.time] > 1 else 1.0
+    lags = [int(round(lag / step)) for lag in config.lags_hours]
+    return max([*lags, 1 if config.window_joins else 0])
+
+
+def _check_joins(config: CompareConfig, n: int) -> None:
+    joins = sorted(set(config.window_joins))
+    if joins and (joins[0] < 1 or joins[-1] >= n):
+        raise ValueError(f"window joins must be non-empty indices in 1..{n - 1} of {config.dims.time!r}, got {joins}")
+    if joins and len(joins) >= n - 1:
+        raise ValueError("window_join_statistics: every step is a join; nothing inside windows to compare")
+
+
+def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.DataArray):
+    """Scalars, maps and curves of one source from the record's totals."""
+    cfg, d, k = ctx.config, ctx.config.dims, src.name
+    hist = t[f"{k}/histogram"]
+    s = {name: t[f"{k}/{name}"] for name in ("mse", "mae", "bias", "mse_member", "mae_member", "crps_fair",
+                                             "crps_standard")}
+    s["relative_bias"] = s["bias"] / t["truth/mean"]
+    s["pe"] = distribution.percentile_error(hist, truth_hist, cfg.pe_quantile)
+    s["emd"] = distribution.wasserstein_distance(hist, truth_hist)
+    s["sae"] = t[f"{k}/sae"]
+    seam, near, edge, mid = (t[f"{k}/{n}_mean_abs_step"] for n in ("seam", "interior", "coarse_edge", "mid_cell"))
+    s["seam_ratio"], s["coarse_imprint"] = seam / near.where(near > 0), edge / mid.where(mid > 0)
+    s["exceedance_frequency"] = t[f"{k}/exceedance_frequency"]
+    s["wet_day_frequency"], s["wet_day_intensity"] = t[f"{k}/wet_day_frequency"], t[f"{k}/wet_day_intensity"]
+    members = src.data.sizes.get(d.member, 1)
+    s["spread_skill"] = (np.sqrt((members + 1) / members * t[f"{k}/spread"] / s["mse"]) if f"{k}/spread" in t
+                         else xr.full_like(s["mse"], np.nan))
+    if f"{k}/mass_mean_coarse" in t:
+        mass = mass_ratios(**{n: t[f"{k}/mass_{n}"] for n in ("mean_abs_error", "mean_abs_coarse", "mean_error",
+                                                                 "mean_coarse")})
+        s["mass_relative_error"], s["mass_bias"] = mass["relative_error"], mass["mass_bias"]
+    if cfg.window_joins:
+        s["join_ratio"] = t[f"{k}/join_step"] / t[f"{k}/inside_step"]
+    mean, truth_mean = t[f"{k}/map_mean"], t["truth/map_mean"]
+    seasonal, truth_seasonal = t[f"{k}/map_seasonal_mean"], t["truth/map_seasonal_mean"]
+    maps = {"mean": mean, "bias": climatology.bias_map(mean, truth_mean),
+            "percent_bias": climatology.percent_bias_map(mean, truth_mean), "seasonal_mean": seasonal,
+            "seasonal_bias": climatology.bias_map(seasonal, truth_seasonal),
+            "seasonal_percent_bias": climatology.percent_bias_map(seasonal, truth_seasonal),
+            "crps_fair": t[f"{k}/map_crps_fair"], "wet_day_frequency": t[f"{k}/map_wet_day_frequency"]}
+    peaks = xr.concat(t[f"{k}/annual_max"], dim="year")
+    peak = peaks.groupby("year").max().mean("year")
+    maps["annual_max_daily"] = (peak.mean(d.member) if src.ensemble else peak).assign_attrs(
+        units="mm/day", long_name="annual maximum of daily precipitation, mean over years")
+    spells = ctx.counters[k].counts()[list(ctx.clim_w[climate.REGION_DIM].values).index("global")].sum(0)
+    spells = np.r_[spells[:cfg.max_spell_days - 1], spells[cfg.max_spell_days - 1:].sum()]
+    curves = {
+        "histogram": hist,
+        "quantile_value": distribution.histogram_quantiles(hist, cfg.quantiles),
+        "power_spectrum": t[f"{k}/power_spectrum"],
+        "sphere_power_spectrum": t[f"{k}/sphere_power_spectrum"].assign_attrs(frames=ctx.sphere_frames.size),
+        "autocorrelation": structure.autocorrelation_from_sums(t[f"{k}/autocorrelation"], ctx.grid.area),
+        "diurnal_cycle": structure.diurnal_from_sums(t[f"{k}/diurnal"]),
+        "dry_spell_frequency": xr.DataArray(spells / spells.sum(), dims="spell_length", name="dry_spell_frequency",
+                                            coords={"spell_length": np.arange(1, cfg.max_spell_days + 1)},
+                                            attrs={"units": "1", "threshold_mm_day": seasons.WET_DAY_MM}),
+    }
+    counts = t[f"{k}/exceedance_counts"]
+    ext = {"daily_histogram": t[f"{k}/day_histogram"], "n_values": t[f"{k}/n_values"],
+           "brier": reliability.brier_score(counts), "reliability_counts": reliability.reliability_counts(
+               counts, ctx.n_members)}
+    daily = {"daily_mean": xr.concat(t[f"{k}/daily_mean"], dim=d.time),
+             "daily_wet": xr.concat(t[f"{k}/daily_wet"], dim=d.time),
+             "dry_spells": xr.DataArray(ctx.counters[k].counts(), dims=(climate.REGION_DIM, "season", "spell_length"),
+                                        coords={climate.REGION_DIM: ctx.clim_w[climate.REGION_DIM].values,
+                                                "season": list(seasons.SEASONS),
+                                                "spell_length": np.arange(1, climate.MAX_SPELL_DAYS + 1)})}
+    return s, maps, curves, ext, xr.Dataset(daily)
+
+
+def _return_levels(t: Totals, sources: list[Source], ctx: BlockContext) -> xr.Dataset:
+    """GPD return levels of the daily totals of each return-level region's cells, per source, from the
+    exceedances the blocks kept."""
+    cfg, d = ctx.config, ctx.config.dims
     regs = list(cfg.return_level_regions)
-    # the daily histogram is binned in kg m-2 s-1 (the LogBins range); thresholds back in mm/day
-    thresholds = distribution.SECONDS_PER_DAY * distribution.histogram_quantiles(
-        truth_hist_daily, [cfg.tail_quantile]).squeeze("quantile").values
-    lazy, meta = [], []
-    for src in sources:
-        daily = distribution.daily_totals(src.data, d.time)
-        years = extremes.record_years(daily[d.time])
-        n_members = src.data.sizes.get(d.member, 1)
-        n_days = daily.sizes[d.time]
-        shape = [1] * daily.ndim
-        shape[daily.get_axis_num(d.time)] = n_days
-        for i, r in enumerate(regs):
-            mask = get_region(r).mask(grid.lat, grid.lon)
-            u = float(thresholds[i])
-            data = daily.where(mask).data
-            day = np.arange(n_days).reshape(shape)
-            day_chunks = tuple(c if n > 1 else (1,) for c, n in zip(data.chunks, shape)) \
-                if isinstance(data, dask.array.Array) else None
-            day = (dask.array.broadcast_to(dask.array.from_array(day, chunks=day_chunks), data.shape,
-                                           chunks=data.chunks)
-                   if isinstance(data, dask.array.Array) else np.broadcast_to(day, data.shape))
-            above = data > u
-            lazy.append((data[above], day[above]))
-            meta.append((src.name, r, u, int(mask.sum()) * n_members * years, n_days))
-    values = dask.compute(*lazy)
+    n_days = ctx.day_starts.size
+    years = n_days / extremes.DAYS_PER_YEAR
     blocks = {}
-    for (name, r, u, series_years, n_days), (exc, day) in zip(meta, values):
-        exc = np.asarray(exc)
-        try:
-            rl = extremes.day_block_return_levels(exc, np.asarray(day), n_days, u, series_years, cfg.return_periods,
-                                                  n_boot=cfg.n_boot, seed=cfg.seed)
-        except ValueError:      # fewer than 10 values above the truth's threshold (e.g. a smooth baseline)
-            rl = xr.Dataset({k: ("return_period", np.full(len(cfg.return_periods), np.nan))
-                             for k in ("return_level", "lower", "upper")},
-                            coords={"return_period": list(cfg.return_periods)})
-        rl["n_exceedances"] = exc.size
-        blocks.setdefault(name, []).append(rl.drop_attrs())
+    for src in sources:
+        for r in regs:
+            pieces = t[f"{src.name}/tail/{r}"]
+            exc = np.concatenate([p[0] for p in pieces])
+            day = np.concatenate([p[1] for p in pieces])
+            u = ctx.tail_thresholds[r]
+            n_cells = int(get_region(r).mask(ctx.grid.lat, ctx.grid.lon).sum())
+            try:
+                rl = extremes.day_block_return_levels(exc, day, n_days, u, n_cells * src.data.sizes.get(d.member, 1)
+                                                      * years, cfg.return_periods, n_boot=cfg.n_boot, seed=cfg.seed)
+            except ValueError:      # fewer than 10 values above the truth's threshold (e.g. a smooth baseline)
+                rl = xr.Dataset({k: ("return_period", np.full(len(cfg.return_periods), np.nan))
+                                 for k in ("return_level", "lower", "upper")},
+                                coords={"return_period": list(cfg.return_periods)})
+            rl["n_exceedances"] = exc.size
+            blocks.setdefault(src.name, []).append(rl.drop_attrs())
     per_source = [xr.concat(blocks[s.name], dim="tail_region").assign_coords(tail_region=regs) for s in sources]
     out = xr.concat(per_source, dim="source").assign_coords(source=[s.name for s in sources])
     return out.rename({k: f"return_{k}" if k != "return_level" else k for k in out.data_vars}).assign_attrs(
@@ -314,58 +337,53 @@ def _return_levels(sources: list[Source], grid: Grid, truth_hist_daily: xr.DataA
         tail_quantile=cfg.tail_quantile)
 
 
-def compare(ds: xr.Dataset, config: CompareConfig, land_fraction: xr.DataArray | None = None) -> Comparison:
-    """Every metric for every source of the output store ``ds`` (module docstring). Computes. ``land_fraction``
-    (0..1 on the fine cells) adds the land and ocean rows of the climatology (:mod:`~downscale.evaluation.climate`).
+def compare(ds: xr.Dataset, config: CompareConfig, land_fraction: xr.DataArray | None = None, *,
+            max_block_frames: int | None = None, on_block: Callable[[int, int], None] | None = None) -> Comparison:
+    """Every metric for every source of the output store ``ds`` (module docstring), reading ``ds`` in blocks of
+    whole days of at most ``max_block_frames`` frames (None: one block), each loaded, scored and reduced to
+    running totals (:mod:`~downscale.evaluation.block_scores`): memory is that of one block, not of the
+    record, and any block size gives the same numbers. ``on_block(done, total)`` is called after each block.
+    ``land_fraction`` (0..1 on the fine cells) adds the land and ocean rows of the climatology
+    (:mod:`~downscale.evaluation.climate`).
 
-    Example: ``compare(xr.open_zarr("outputs.zarr"), CompareConfig(factor=8)).scalars.crps_fair``
+    Example: ``compare(xr.open_zarr("outputs.zarr"), CompareConfig(factor=8), max_block_frames=160).scalars.crps_fair``
     """
     d = config.dims
     sources, grid = gather_sources(ds, config.factor, config.variable, config.truth, config.coarse,
                                    config.baselines, d, config.coarse_spatial_dims, config.ensembles)
-    truth = next(s.data for s in sources if s.kind == "truth")
-    coarse = coarse_input(ds, config.coarse)
-    w_reg = regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.regions))
-    truth_hist = regional_histograms(truth, w_reg, config.bins)
-    truth_hist_daily = None                      # of the regional daily totals (in kg m-2 s-1), for GPD thresholds
-    if config.return_level_regions:
-        daily_w = regional_weights(grid.area, grid.lat, grid.lon, get_regions(config.return_level_regions))
-        truth_hist_daily = regional_histograms(distribution.daily_totals(truth, d.time)
-                                               / distribution.SECONDS_PER_DAY, daily_w, config.bins)
-    truth_hist, truth_hist_daily = dask.compute(truth_hist, truth_hist_daily)     # the truth first: thresholds
-    thresholds = distribution.histogram_quantiles(truth_hist, config.brier_quantiles).rename(
-        quantile="threshold_quantile")
-    n_members = max(s.data.sizes[d.member] for s in sources if s.ensemble)
+    n_frames = ds.sizes[d.time]
+    _check_joins(config, n_frames)
+    blocks = day_blocks(ds[d.time], max_block_frames or n_frames)
+    ctx, truth_hist = _record_context(ds, sources, grid, config, land_fraction, blocks)
+    lead = _lead_frames(ds, config)
+    totals = Totals()
+    for i, b in enumerate(blocks):
+        before = min(lead, b.start)
+        score_block(totals, ds.isel({d.time: slice(b.start - before, b.stop)}).load(), before, b.start, ctx)
+        if on_block is not None:
+            on_block(i + 1, len(blocks))
     scal, maps, curves, ext, clim = {}, {}, {}, {}, {}
-    clim_w = climate.climate_weights(grid, land_fraction)
     for src in sources:
-        scal[src.name], maps[src.name], curves[src.name] = _source_metrics(src, truth, grid, w_reg, config, coarse,
-                                                                           truth_hist)
-        maps[src.name]["annual_max_daily"] = climate.annual_max_daily(src, d)
-        ext[src.name] = _extreme_metrics(src, truth, w_reg, thresholds, n_members, config)
-        clim[src.name] = climate.climate_parts(src, clim_w, d)
-    ens = next(s.data for s in sources if s.name == "ensemble")       # the main one
-    rank = skill.rank_histogram(ens, truth, grid.area, d.member)
-    scalars, maps_ds, curves_ds, rank, ext_ds, clim = dask.compute(
-        _stack(scal), _stack(maps), _stack(curves), rank, _stack(ext), clim)
+        scal[src.name], maps[src.name], curves[src.name], ext[src.name], clim[src.name] = _source_results(
+            totals, src, ctx, truth_hist)
+    scalars, maps_ds, curves_ds, ext_ds = _stack(scal), _stack(maps), _stack(curves), _stack(ext)
     truth_name = next(s.name for s in sources if s.kind == "truth")
-    scalars = scalars.merge(climate.climate_scalars({k: xr.Dataset(v) for k, v in clim.items()}, truth_name, d,
-                                                    config.n_boot, config.seed))
-    maps_ds = maps_ds.assign_coords(season_days=seasons.season_days(truth[d.time]))
-    curves_ds["rank_histogram"] = rank
-    extreme_scalars, extreme_curves = _finish_extremes(ext_ds, thresholds, config)
+    scalars = scalars.merge(climate.climate_scalars(clim, truth_name, d, config.n_boot, config.seed))
+    maps_ds = maps_ds.assign_coords(season_days=seasons.season_days(ds[d.time]))
+    curves_ds["rank_histogram"] = totals["rank_histogram"]
+    extreme_scalars, extreme_curves = _finish_extremes(ext_ds, ctx.thresholds, config)
     curves_ds = curves_ds.merge(extreme_curves, combine_attrs="override")
     for k, v in extreme_scalars.items():
         scalars[k] = v
-    if truth_hist_daily is not None:
-        curves_ds = curves_ds.merge(_return_levels(sources, grid, truth_hist_daily, config))
+    if config.return_level_regions:
+        curves_ds = curves_ds.merge(_return_levels(totals, sources, ctx))
     scalars["rmse"] = np.sqrt(scalars["mse"])
     for k, units in SCALAR_UNITS.items():
         if k in scalars:
             scalars[k].attrs["units"] = units
     baselines = [s.name for s in sources if s.kind == "baseline"] or [s.name for s in sources if s.kind == "coarse"]
     scalars = _add_ratios(scalars, baselines)
-    scalars = _add_vs_truth(scalars, curves_ds, truth.sizes[d.x])
+    scalars = _add_vs_truth(scalars, curves_ds, grid.area.sizes[d.x])
     kinds = xr.DataArray([s.kind for s in sources], dims="source", coords={"source": [s.name for s in sources]})
     scalars, maps_ds, curves_ds = (x.assign_coords(source_kind=kinds) for x in (scalars, maps_ds, curves_ds))
     for ds_ in (scalars, maps_ds, curves_ds):

@@ -1,5 +1,6 @@
-"""``evaluate`` of a small store spanning two seasons, streamed with dask: the climatology by region and season,
-land and ocean from a land fraction, the annual-maximum map and the day-block return levels."""
+"""``evaluate`` of a small store spanning two seasons, read a day at a time: the climatology by region and season,
+land and ocean from a land fraction, the annual-maximum map and the day-block return levels; and the same
+comparison whatever the blocks of days the store is read in."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from data_catalog.coarsen import coarse_grain
 from diag_helpers import julian_times, output_grid, smooth_unit_vector_field
 from downscale.evaluation.evaluate import evaluate
 from downscale.evaluation.results import read_diagnostics
-from downscale.evaluation.score import CompareConfig
+from downscale.evaluation.score import CompareConfig, compare
 
 N, FACTOR, DAYS, K = 8, 2, 20, 3
 WET = 1.2                                  # the "wet" baseline is the truth × 1.2: +20 % everywhere
@@ -48,7 +49,7 @@ def diagnostics(tmp_path_factory):
     lat = xr.open_zarr(store, consolidated=False).lat.load()
     land = (lat > 0).astype(np.float64)                                   # the northern hemisphere is land
     config = CompareConfig(factor=FACTOR, return_level_regions=("tropics",), tail_quantile=0.9, n_boot=20)
-    evaluate(store, root / "diagnostics", config, land_fraction=land, in_memory_bytes=0)      # streamed
+    evaluate(store, root / "diagnostics", config, land_fraction=land, block_bytes=1)   # a day per block
     return read_diagnostics(root / "diagnostics"), store
 
 
@@ -86,3 +87,23 @@ def test_annual_max_map_and_return_levels(diagnostics):
     assert finite.sum() >= 3                                                 # periods beyond the threshold's
     lower, upper = diags.curves.return_lower.sel(source="truth"), diags.curves.return_upper.sel(source="truth")
     assert ((lower <= rl) & (rl <= upper)).where(finite, True).all()
+
+
+@pytest.mark.parametrize("block_frames", [8, 44])     # a day; 5 days (whole days: 40 frames, not 44)
+def test_blocks_of_days_give_the_comparison_of_the_whole_record(tmp_path, block_frames):
+    """Every statistic — those that reach across block edges too: autocorrelation lags up to 24 h, window
+    joins, dry spells, seasons, annual maxima, return levels, the bootstrap — equals the one-block result."""
+    ds = xr.open_zarr(_store(tmp_path / "out.zarr"), consolidated=False).load()
+    land = (ds.lat > 0).astype(np.float64)
+    config = CompareConfig(factor=FACTOR, return_level_regions=("tropics",), tail_quantile=0.9, n_boot=20,
+                           window_joins=tuple(range(12, 160, 12)))
+    whole, blocked = compare(ds, config, land), compare(ds, config, land, max_block_frames=block_frames)
+    for part in ("scalars", "maps", "curves"):
+        a, b = getattr(whole, part), getattr(blocked, part)
+        assert set(a.data_vars) == set(b.data_vars)
+        for name in a.data_vars:
+            x, y = a[name].values.astype(np.float64), b[name].transpose(*a[name].dims).values.astype(np.float64)
+            finite = np.isfinite(x)
+            scale = np.abs(x[finite]).max() if finite.any() else 1.0
+            np.testing.assert_allclose(y, x, rtol=0, atol=1e-10 * scale + 1e-30, err_msg=f"{part}.{name}")
+    assert whole.scalars.join_ratio.notnull().all() and whole.curves.autocorrelation.notnull().all()

@@ -168,8 +168,8 @@ def test_factor_argument_and_crash_leaves_no_folder(bad_stores, tmp_path, monkey
     module = sys.modules["downscale.evaluation.evaluate"]
     results = []
 
-    def remember(ds, config, land_fraction=None):
-        results.append(real_compare(ds, config, land_fraction))
+    def remember(ds, config, land_fraction=None, **blocks):
+        results.append(real_compare(ds, config, land_fraction, **blocks))
         return results[-1]
     real_compare = module.compare
     monkeypatch.setattr(module, "compare", remember)
@@ -179,7 +179,7 @@ def test_factor_argument_and_crash_leaves_no_folder(bad_stores, tmp_path, monkey
     def crash(result, out_dir):
         (out_dir / "metrics.json").write_text("{}")
         raise RuntimeError("disk full")
-    monkeypatch.setattr(module, "compare", lambda ds, config, land_fraction=None: results[0])
+    monkeypatch.setattr(module, "compare", lambda ds, config, land_fraction=None, **blocks: results[0])
     monkeypatch.setattr(module, "write_comparison", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         evaluate(bad_stores["no_factor"], tmp_path / "crashed", factor=FACTOR, n_boot=5)
