@@ -4,6 +4,7 @@ benchmark, not a test).
     .venv/bin/python bench/year.py [--workdir skill-runs/year]                # ≈ 60 min on 2 quiet cores
     .venv/bin/python bench/year.py --markdown docs/performance.md            # also (re)write its section there
     .venv/bin/python bench/year.py --workdir /tmp/y --days 40 --max-steps 20 # a smoke run of minutes
+    .venv/bin/python bench/year.py --from-json year.json --markdown docs/performance.md   # re-render a --json run
 
 Runs the data, prepare and train stages of the ``year`` pipeline preset (C8 → C32, 365 days from January 1st,
 3 members; ``downscale.stages``, a finished stage is skipped), then downscales the held-out member's year with
@@ -183,26 +184,51 @@ def summary(m: dict) -> dict:
     }
 
 
+def _verdict(ratio: float, limit: float) -> str:
+    return f"**met** (×{ratio:.2f})" if ratio <= limit else f"**missed** (×{ratio:.2f}, goal ×{limit:.2f})"
+
+
 def markdown(m: dict, s: dict) -> str:
     """The ``## `year` benchmark`` section of docs/performance.md."""
-    stages_s = ", ".join(f"{k} {v:.0f} s" for k, v in m["stages"].items())
+    g, first, month = m["growth"], m["growth"][0], m["evaluate_month"]
+    rates = [x["member_frames"] / x["wall_s"] for x in g[1:]] or [s["rate_first_days"]]
+    slowest = min(range(len(rates)), key=rates.__getitem__)
+    st = m["stages"]
+    train = ", ".join(f"{st[k]:.0f} s" if k in st else "—" for k in ("synthetic", "prepare", "train"))
+    peak_first, peak_max = s["generate_peak_first_mib"], s["generate_peak_max_mib"]
+    year_eval = m["evaluate"]
+    c384_days = s["c384_core_hours"] / 24
     return "\n".join([
         "## `year` benchmark", "",
-        f"`.venv/bin/python bench/year.py --markdown docs/performance.md`: the `year` preset (C8 → C{m['n_fine']}, "
-        f"{m['n_frames']} frames {m['period'][0][:10]} … {m['period'][1][:10]}), the held-out member grown month by "
-        f"month with `generate --append`, {m['members']} members. Stages: {stages_s}.", "",
-        "| measure | goal | measured |", "|---|---|---|",
-        f"| generate, member-frames/s: year vs first {FIRST_DAYS} days | slowdown ≤ 10 % | {s['rate_year']:.2f} vs "
-        f"{s['rate_first_days']:.2f} (×{s['rate_ratio']:.2f}) |",
-        f"| generate peak RSS: largest growth step vs first | ≤ 1.2× | {s['generate_peak_max_mib']:.0f} vs "
-        f"{s['generate_peak_first_mib']:.0f} MiB |",
-        f"| evaluate peak RSS: year vs first month | ≤ 1.2× | {s['evaluate_peak_year_mib']:.0f} vs "
-        f"{s['evaluate_peak_month_mib']:.0f} MiB (×{s['evaluate_memory_ratio']:.2f}) |",
-        f"| evaluation time per member-year | — | {s['evaluate_s_per_member_year']:.0f} s |",
-        f"| output size per member-year (every variable of the store ÷ members) | — | "
-        f"{s['store_mib_per_member_year']:.0f} MiB |",
-        f"| 10 members × 10 years at C384 from the measured cost per member-frame (× {s['cells_factor']:.0f} cells) "
-        f"| — | {s['c384_core_hours']:.0f} h on these 2 cores |", ""])
+        f"Measured {m.get('date', '')} on this machine's 2 CPU cores. Reproduce (rewrites this section):", "",
+        "    .venv/bin/python bench/year.py --markdown docs/performance.md", "",
+        f"The `year` preset: C8 → C{m['n_fine']}, {m['n_frames']} frames ({m['period'][0][:10]} … "
+        f"{m['period'][1][:10]}), 3 synthetic members; the held-out member's year is downscaled with "
+        f"{m['members']} ensemble members month by month with `generate --append` (the first {FIRST_DAYS} days, then "
+        "each month), each `generate` and `evaluate` in its own process; peak memory is that process's own "
+        "(`VmHWM`). `evaluate` reads the store in blocks of whole days (docs/metrics.md, \"How a store is read\"). "
+        "A smoke run of minutes: `.venv/bin/python bench/year.py --workdir /tmp/year --days 40 --max-steps 20`.", "",
+        "| measured | value | goal |", "|---|---|---|",
+        f"| synthetic data, prepare, training | {train} | — |",
+        f"| generate, first {FIRST_DAYS} days ({first['frames']} frames × {m['members']} members) | "
+        f"{s['rate_first_days']:.2f} member-frames/s | — |",
+        f"| generate, the {len(g) - 1} growth steps after them | {min(rates):.2f} – {max(rates):.2f} member-frames/s "
+        f"(slowest: the step through {g[1 + slowest]['through'][:10] if len(g) > 1 else '—'}); the year "
+        f"{s['rate_year']:.2f} member-frames/s in {s['generate_s']:.0f} s | slowdown ≤ 10 %: "
+        f"{_verdict(s['rate_first_days'] / s['rate_year'], 1.1)} |",
+        f"| generate peak RSS, largest growth step vs first | {peak_max:.0f} vs {peak_first:.0f} MiB | ≤ 1.2×: "
+        f"{_verdict(peak_max / peak_first, 1.2)} |",
+        f"| evaluate, first month ({month['frames']} frames) | {month['wall_s']:.0f} s, peak {month['peak_rss_mib']:.0f} "
+        "MiB | — |" if month else "| evaluate, first month | not measured | — |",
+        f"| evaluate, the year ({m['n_frames']} frames × {m['members']} members) | {year_eval['wall_s']:.0f} s, peak "
+        f"{year_eval['peak_rss_mib']:.0f} MiB | peak ≤ 1.2 × the month's: "
+        f"{_verdict(s['evaluate_memory_ratio'], 1.2)} |",
+        f"| evaluation time per member-year | {s['evaluate_s_per_member_year']:.0f} s | — |",
+        f"| output store (members, truth, baselines, coarse input) | {m['store_bytes'] / 2**20:.0f} MiB, "
+        f"{s['store_mib_per_member_year']:.0f} MiB per member-year | — |",
+        f"| 10 members × 10 years at C384, extrapolated from the measured cost per member-frame "
+        f"(× {s['cells_factor']:.0f} fine cells) | {s['c384_core_hours']:.0f} h ≈ {c384_days:.0f} days on these 2 "
+        "cores | — (GPU estimate: next section) |", ""])
 
 
 def write_section(path: Path, text: str) -> None:
@@ -233,6 +259,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, help="days of synthetic data (a smoke run; default the preset's 365)")
     parser.add_argument("--max-steps", type=int, help="training steps (a smoke run; default the preset's)")
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
+    parser.add_argument("--from-json", type=Path, help="render the measurements of an earlier --json, run nothing")
     args = parser.parse_args()
     configure_logging()   # progress lines with timestamps, no library noise (as `downscale run`)
     config = demo_config(args.workdir, "year")
@@ -241,7 +268,11 @@ def main() -> int:
             update={"synthetic_overrides": {"days": args.days}})})
     if args.max_steps:
         config = with_max_steps(config, args.max_steps)
-    m = run(config)
+    if args.from_json:
+        m = json.loads(args.from_json.read_text())["measured"]
+    else:
+        m = run(config)
+        m["date"] = time.strftime("%Y-%m-%d")
     s = summary(m)
     text = markdown(m, s)
     print(text)

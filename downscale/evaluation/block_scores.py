@@ -10,8 +10,9 @@ nothing else reads them). Every statistic goes into :class:`~downscale.evaluatio
   season's frames) the seasonal maps; day-weighted (weight: days) the wet-day frequencies;
 * sums: histograms, autocorrelation and diurnal sums, Brier/reliability counts, extreme-value histograms per
   bootstrap block of days (:attr:`BlockContext.day_group`);
-* per-day series (the climatology's regional daily means), the values above the return-level thresholds with
-  their day, and each calendar year's maximum daily map, kept in order;
+* maxima: each calendar year's maximum daily map;
+* per-day series (the climatology's regional daily means) and the values above the return-level thresholds with
+  their day, kept in order;
 * dry spells in a :class:`~downscale.diagnostics.seasons.DrySpellCounter` per source, which carries the spell
   open at a block's end into the next.
 """
@@ -51,6 +52,7 @@ class BlockContext:
     day_group: np.ndarray          # bootstrap block of each day
     n_members: int
     sphere_frames: np.ndarray      # the record's frames of the sphere spectrum (at most DEFAULT_MAX_FRAMES)
+    years: np.ndarray              # the record's calendar years
     counters: dict[str, seasons.DrySpellCounter] = field(default_factory=dict)
 
     @property
@@ -178,7 +180,8 @@ def _daily_scores(t: Totals, key: str, src: Source, x: xr.DataArray, ctx: BlockC
         ctx.counters[key] = seasons.DrySpellCounter(ctx.clim_w.transpose(REGION_DIM, *d.spatial).values,
                                                     max_length=MAX_SPELL_DAYS)
     ctx.counters[key].add((daily <= seasons.WET_DAY_MM).transpose(*order).values, seasons.season_index(daily[d.time]))
-    t.append(f"{key}/annual_max", daily.groupby(daily[d.time].dt.year.rename("year")).max(d.time))
+    for year, days in daily.groupby(daily[d.time].dt.year):
+        t.maximum(f"{key}/annual_max/{year}", days.max(d.time))
     day = _day_index(daily[d.time], ctx)
     shape = [1] * daily.ndim
     shape[daily.get_axis_num(d.time)] = n_days

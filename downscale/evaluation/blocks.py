@@ -88,6 +88,13 @@ class Totals:
             self._pieces[name] = []
         self._pieces[name].append(piece)
 
+    def pop(self, name: str) -> Any:
+        """``totals[name]``, forgotten here (a large total handed on is not held twice)."""
+        value = self[name]
+        for store in (self._sums, self._weights, self._pieces, self._kind):
+            store.pop(name, None)
+        return value
+
     def __contains__(self, name: str) -> bool:
         return name in self._kind
 

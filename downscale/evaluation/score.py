@@ -227,7 +227,7 @@ def _record_context(ds: xr.Dataset, sources: list[Source], grid: Grid, config: C
     sphere_frames = np.unique(np.round(np.linspace(0, n - 1, min(n, DEFAULT_MAX_FRAMES))).astype(np.int64))
     context = BlockContext(config, grid, w_reg, climate.climate_weights(grid, land_fraction), thresholds, tail, days,
                            bootstrap_groups(days.size), max(s.data.sizes[d.member] for s in sources if s.ensemble),
-                           sphere_frames)
+                           sphere_frames, np.unique(ds[d.time].dt.year.values))
     return context, hist["truth"]
 
 
@@ -276,8 +276,7 @@ def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.Da
             "seasonal_bias": climatology.bias_map(seasonal, truth_seasonal),
             "seasonal_percent_bias": climatology.percent_bias_map(seasonal, truth_seasonal),
             "crps_fair": t[f"{k}/map_crps_fair"], "wet_day_frequency": t[f"{k}/map_wet_day_frequency"]}
-    peaks = xr.concat(t[f"{k}/annual_max"], dim="year")
-    peak = peaks.groupby("year").max().mean("year")
+    peak = xr.concat([t[f"{k}/annual_max/{y}"] for y in ctx.years], dim="year").mean("year")
     maps["annual_max_daily"] = (peak.mean(d.member) if src.ensemble else peak).assign_attrs(
         units="mm/day", long_name="annual maximum of daily precipitation, mean over years")
     spells = ctx.counters[k].counts()[list(ctx.clim_w[climate.REGION_DIM].values).index("global")].sum(0)
@@ -294,7 +293,7 @@ def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.Da
                                             attrs={"units": "1", "threshold_mm_day": seasons.WET_DAY_MM}),
     }
     counts = t[f"{k}/exceedance_counts"]
-    ext = {"daily_histogram": t[f"{k}/day_histogram"], "n_values": t[f"{k}/n_values"],
+    ext = {"daily_histogram": t.pop(f"{k}/day_histogram"), "n_values": t[f"{k}/n_values"],
            "brier": reliability.brier_score(counts), "reliability_counts": reliability.reliability_counts(
                counts, ctx.n_members)}
     daily = {"daily_mean": xr.concat(t[f"{k}/daily_mean"], dim=d.time),
@@ -367,6 +366,7 @@ def compare(ds: xr.Dataset, config: CompareConfig, land_fraction: xr.DataArray |
         scal[src.name], maps[src.name], curves[src.name], ext[src.name], clim[src.name] = _source_results(
             totals, src, ctx, truth_hist)
     scalars, maps_ds, curves_ds, ext_ds = _stack(scal), _stack(maps), _stack(curves), _stack(ext)
+    del ext         # the day histograms (73 bootstrap blocks × regions × bins per source) are held once
     truth_name = next(s.name for s in sources if s.kind == "truth")
     scalars = scalars.merge(climate.climate_scalars(clim, truth_name, d, config.n_boot, config.seed))
     maps_ds = maps_ds.assign_coords(season_days=seasons.season_days(ds[d.time]))
