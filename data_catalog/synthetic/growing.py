@@ -27,7 +27,7 @@ def absolute_catalog(catalog: Path) -> dict:
     doc = yaml.safe_load(catalog.read_text())
     for ref in [doc["grid"]["coarse"], doc["grid"]["fine"], doc["static"],
                 *[r for m in doc["members"].values() for r in (m["coarse"], m["fine"])]]:
-        ref["urlpath"] = str(catalog.parent / ref["urlpath"])
+        ref["urlpath"] = str((catalog.parent / ref["urlpath"]).resolve())
     return doc
 
 
@@ -45,7 +45,7 @@ class GrowingInput:
             path = folder / f"growing-{role}.zarr"
             with consolidated_v3():
                 _plain(data.isel(time=slice(0, frames))).to_zarr(path, mode="w", zarr_format=3, consolidated=True)
-            ref["urlpath"] = str(path)
+            ref["urlpath"] = str(path.resolve())   # the catalog resolves relative paths against its folder
             self.full[role] = (data, path)
         self.frames = frames
         self.catalog = folder / "growing-catalog.yaml"

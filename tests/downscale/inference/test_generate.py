@@ -21,7 +21,9 @@ import xarray as xr
 import yaml
 from tiny_training import prepare_tiny_dataset, tiny_config
 
+from data_catalog.catalog import load_catalog
 from data_catalog.coarsen import coarse_grain
+from data_catalog.member_reader import open_member
 from data_catalog.synthetic.growing import GrowingInput, absolute_catalog
 from downscale.bundle import BundleError
 from downscale.cli import main as cli
@@ -199,6 +201,16 @@ def test_killed_run_resumes_and_ends_equal_to_an_uninterrupted_one(reference, se
     generate(config)
     assert store.is_complete(out)
     _equal_stores(reference, out)
+
+
+def test_a_growing_input_in_a_relative_folder_opens_from_anywhere(setup, tmp_path, monkeypatch):
+    """The copies' catalog names them by absolute path: a relative folder once gave doubled paths."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    growing = GrowingInput(setup["catalog"], Path("rel"), "0002", frames=10)
+    monkeypatch.chdir(setup["root"])
+    member = open_member(load_catalog(tmp_path / growing.catalog), "0002")
+    assert member.fine.sizes["time"] == 10
 
 
 def test_an_incremental_run_writes_only_the_appended_frames(setup, tmp_path):
