@@ -11,10 +11,12 @@ streaming pass over blocks of days that keeps only regional daily series and dry
 * ``clim_bias_lower`` / ``clim_bias_upper``: 95 % day-block bootstrap interval of the bias (5-day circular blocks
   of the paired daily series, :func:`~downscale.diagnostics.seasons.block_bootstrap_days`) and
   ``clim_bias_significant`` (1 where 0 lies outside it) — how much a period mean moves with the weather;
-* ``clim_member_lower`` / ``clim_member_upper`` (ensembles): the 2.5–97.5 % range of the members' own period
-  means, and ``clim_within_spread`` = 1 where the truth's mean lies inside it: the bias is then within the
-  ensemble's own sampling spread (the truth could be one more member), as HiRO-ACE judges time-mean bias
-  against internal variability;
+* ``clim_member_lower`` / ``clim_member_upper`` (ensembles of K ≥ 2): the 95 % prediction interval of one more
+  member's period mean, m̄ ± t_{K−1}(0.975) · s · √(1 + 1/K) from the members' period means (mean m̄, standard
+  deviation s; :func:`member_prediction_interval`), and ``clim_within_spread`` = 1 where the truth's mean lies
+  inside it: the bias is then within the ensemble's own sampling spread (the truth could be one more member),
+  as HiRO-ACE judges time-mean bias against internal variability. (The members' min–max would hold one more
+  exchangeable member only (K − 1)/(K + 1) of the time: 60 % with 4 members.);
 * ``clim_wet_day_frequency`` (days over 1 mm), ``clim_mean_dry_spell`` (days) and ``clim_long_dry_spells``
   (share of dry spells of ≥ 10 days; spells belong to the season of their first day).
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from scipy import stats
 
 from downscale.diagnostics import seasons
 from downscale.diagnostics.dims import Dims
@@ -48,6 +51,8 @@ BLOCK_DAYS = 5
 LONG_SPELL_DAYS = 10
 MAX_SPELL_DAYS = 60
 _LEVEL = 0.95
+#: Relative resolution of the stored float32 fields: differences of period means below it are not a bias.
+FLOAT32_RESOLUTION = 1e-6
 
 
 def climate_weights(grid: Grid, land_fraction: xr.DataArray | None = None) -> xr.DataArray:
@@ -77,6 +82,17 @@ def _bias_interval(diff: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray
     return tuple(np.quantile(means, [(1 - _LEVEL) / 2, (1 + _LEVEL) / 2], axis=0))
 
 
+def member_prediction_interval(means: np.ndarray, level: float = _LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction interval ``(lower, upper)`` of one more member's value from ``means (K, …)`` (K ≥ 2 members'
+    values, e.g. period means in mm/day): m̄ ± t_{K−1}((1 + level)/2) · s · √(1 + 1/K), at least
+    ± :data:`FLOAT32_RESOLUTION` · |m̄| wide (members that agree to the store's precision)."""
+    k = means.shape[0]
+    centre, s = means.mean(0), means.std(0, ddof=1)
+    half = stats.t.ppf((1 + level) / 2, k - 1) * s * np.sqrt(1 + 1 / k)
+    half = np.maximum(half, FLOAT32_RESOLUTION * np.abs(centre))
+    return centre - half, centre + half
+
+
 def _source_rows(part: xr.Dataset, truth: np.ndarray, masks: list[np.ndarray], member: str, time: str, n_boot: int,
                  seed: int) -> dict[str, np.ndarray]:
     """(region, period) arrays of one computed source (module docstring)."""
@@ -99,8 +115,8 @@ def _source_rows(part: xr.Dataset, truth: np.ndarray, masks: list[np.ndarray], m
         out["clim_bias_lower"][:, p], out["clim_bias_upper"][:, p] = lower, upper
         out["clim_bias_significant"][:, p] = (lower > 0) | (upper < 0)
         out["clim_wet_day_frequency"][:, p] = wet_point[days].mean(0)
-        if series.ndim == 3:
-            lo, hi = np.quantile(members[:, days].mean(1), [(1 - _LEVEL) / 2, (1 + _LEVEL) / 2], axis=0)
+        if series.ndim == 3 and members.shape[0] > 1:
+            lo, hi = member_prediction_interval(members[:, days].mean(1))
             out["clim_member_lower"][:, p], out["clim_member_upper"][:, p] = lo, hi
             out["clim_within_spread"][:, p] = (truth_mean >= lo) & (truth_mean <= hi)
     return out

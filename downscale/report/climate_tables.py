@@ -3,7 +3,7 @@ and dry spells per season — rendered from the ``clim_*`` scalars of :mod:`down
 
 A cell of :func:`climate_table` reads ``2.87 (+4.1 %)``: the source's area mean (mm/day) and its bias in % of the
 truth's. It is marked ``pass`` when the bias is within the sampling spread — for an ensemble, the truth's mean
-lies inside the members' 2.5–97.5 % range; for a deterministic source, the day-block bootstrap interval of the
+lies inside the 95 % prediction interval of one more member's mean; for a deterministic source, the day-block bootstrap interval of the
 bias holds 0 — and ``miss`` otherwise; the tooltip gives the intervals.
 
 Example::
@@ -53,7 +53,7 @@ def _cell(scalars: xr.Dataset, source: str, region: str, period: str) -> Cell:
     title = (f"bias {fmt(v['clim_bias'])} mm/day, 95 % day-block interval {fmt(v['clim_bias_lower'])} … "
              f"{fmt(v['clim_bias_upper'])}")
     if math.isfinite(v["clim_within_spread"]):
-        title += f"; members' 95 % range {fmt(v['clim_member_lower'])} … {fmt(v['clim_member_upper'])} mm/day"
+        title += f"; one more member, 95 %: {fmt(v['clim_member_lower'])} … {fmt(v['clim_member_upper'])} mm/day"
         ok = v["clim_within_spread"] == 1
     elif math.isfinite(v["clim_bias_significant"]):
         ok = v["clim_bias_significant"] == 0

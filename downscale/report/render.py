@@ -98,8 +98,8 @@ def _climate_sections(diags: Diagnostics, store: StoreInfo) -> list[Section]:
     absent = ", ".join(p for p in ("DJF", "MAM", "JJA", "SON") if p not in periods)
     intro = (f"Area means over {', '.join(map(str, scalars.climate_region.values))} for the whole record and each "
              f"season with data{f' (absent: {absent})' if absent else ''}. A bias is within the "
-             "sampling spread (pass) when the truth's mean lies inside the ensemble members' 2.5–97.5 % range "
-             "(the truth could be one more member), or, for a deterministic source, when the 95 % day-block "
+             "sampling spread (pass) when the truth's mean lies inside the 95 % prediction interval of one more "
+             "ensemble member (the truth could be one more member), or, for a deterministic source, when the 95 % day-block "
              "bootstrap interval of its bias (5-day blocks) holds zero; hover a cell for the intervals.")
     climate = Section("climatology", "Annual and seasonal climatology by region", intro,
                       [*(ct.climate_table(scalars, p) for p in periods), ct.wet_dry_table(scalars)])
