@@ -126,6 +126,9 @@ def dry_spell_figure(curves: xr.Dataset, colors: dict[str, str]) -> Figure:
                 **source_style(str(s), colors))
     ax.set(yscale="log", title="dry-spell length distribution", xlabel="dry-spell length (days)",
            ylabel="fraction of dry spells")
+    last = int(curves.spell_length.max())          # the last point pools every longer spell
+    ticks = [int(t) for t in ax.get_xticks() if 1 <= t <= last - 3] + [last]
+    ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + [f"≥ {last}"])
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -128,7 +128,8 @@ def _curve_sections(diags: Diagnostics, colors: dict[str, str]) -> list[Section]
         _figure("wet-days", "Wet-day frequency and intensity", "Daily totals over 1 mm; dashed: the truth.",
                 lambda: fd.wet_day_figure(scalars, colors)),
         _figure("dry-spells", "Dry-spell lengths", "Fraction of dry spells (consecutive days under 1 mm at a cell) "
-                "by length; spells at the record's ends are censored.", lambda: fd.dry_spell_figure(curves, colors)),
+                "by length; the last point pools the spells of that length or longer; spells at the record's ends are "
+                "censored.", lambda: fd.dry_spell_figure(curves, colors)),
     ])
     tail_q = curves.attrs.get("tail_quantile", diags.config.get("tail_quantile", "?"))
     tail_regions = [str(r) for r in curves["tail_region"].values] if "tail_region" in curves.dims else []
