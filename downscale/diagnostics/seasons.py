@@ -83,15 +83,12 @@ def spell_lengths(dry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _seasonal_spell_counts(dry: np.ndarray, weights: np.ndarray, season: np.ndarray, max_length: int) -> np.ndarray:
     """(R, 4 · max_length) weighted counts of dry-spell lengths per season of the spell's first day, in a
-    block with time last; lengths above ``max_length`` are counted in the last bin."""
-    flat = dry.reshape(-1, dry.shape[-1]) > 0
-    w = np.broadcast_to(weights, (weights.shape[0],) + dry.shape)[..., 0].reshape(weights.shape[0], -1)
-    counts = np.zeros((w.shape[0], len(SEASONS), max_length))
-    for cell in range(flat.shape[0]):
-        starts, lengths = spell_lengths(flat[cell])
-        if starts.size:
-            np.add.at(counts, (slice(None), season[starts], np.minimum(lengths, max_length) - 1), w[:, cell, None])
-    return counts.reshape(w.shape[0], -1)
+    block with time last (:class:`DrySpellCounter` over the whole block); lengths above ``max_length`` are
+    counted in the last bin."""
+    w = np.broadcast_to(weights, (weights.shape[0],) + dry.shape)[..., 0]
+    counter = DrySpellCounter(w.reshape(w.shape[0], -1), max_length)
+    counter.add(dry > 0, season)
+    return counter.counts().reshape(w.shape[0], -1)
 
 
 class DrySpellCounter:
