@@ -157,16 +157,14 @@ def _slice_store(source: Path, target: Path, frames: int) -> None:
     """The output store ``source``'s first ``frames`` frames as a store of its own (same chunks and attributes;
     window joins beyond its end dropped)."""
     import xarray as xr
-    import zarr
 
+    from downscale.evaluation.evaluate import store_window_joins
     ds = xr.open_zarr(source).isel(time=slice(0, frames))
     for v in ds.variables.values():
         v.encoding = {k: v.encoding[k] for k in ("dtype", "units", "calendar", "_FillValue") if k in v.encoding}
+    if "window_joins" in ds.attrs:
+        ds.attrs["window_joins"] = json.dumps([j for j in store_window_joins(ds, source) if j < frames])
     ds.to_zarr(target, mode="w", zarr_format=3, consolidated=False)
-    joins = ds.attrs.get("window_joins")
-    if joins is not None:
-        kept = [j for j in (json.loads(joins) if isinstance(joins, str) else joins) if j < frames]
-        zarr.open_group(target, mode="r+").attrs["window_joins"] = json.dumps(kept) if isinstance(joins, str) else kept
 
 
 def evaluate_curve(store: Path, work: Path, n_boot: int, diagnostics: Path,

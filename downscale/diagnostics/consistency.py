@@ -136,6 +136,38 @@ def seam_statistics(x: xr.DataArray, spatial_dims: tuple[str, str, str] = SPATIA
         attrs={"factor": int(factor)})
 
 
+def check_window_joins(joins: Sequence[int], n: int, time_dim: str = TIME_DIM) -> list[int]:
+    """``joins`` sorted and unique, checked against a record of ``n`` frames: non-empty, each in 1 … n − 1, and
+    leaving at least one step inside a window. Raises ValueError otherwise."""
+    joins = sorted({int(j) for j in joins})
+    if not joins or joins[0] < 1 or joins[-1] >= n:
+        raise ValueError(f"window joins must be non-empty indices in 1..{n - 1} of {time_dim!r}, got {joins}")
+    if len(joins) >= n - 1:
+        raise ValueError("window_join_statistics: every step is a join; nothing inside windows to compare")
+    return joins
+
+
+def window_join_steps(x: xr.DataArray, weights: xr.DataArray, joins: Sequence[int], offset: int = 0,
+                      first: int = 1, time_dim: str = TIME_DIM) -> dict[str, tuple[xr.DataArray | None, int]]:
+    """Area-weighted mean |f_t − f_{t−1}| of the steps arriving at a window join (``"join"``) and at every other
+    frame (``"inside"``), each with its number of steps (mean None for none), pooled over all other dims.
+    Frame i of ``x`` is the record's frame ``offset + i``; only steps arriving at record frames ≥ ``first``
+    count, so that consecutive blocks of a record (each with the last frame of the one before, ``offset =
+    first − 1``) add up to the whole record.
+
+    Example: ``window_join_steps(block, area, joins, offset=start - 1, first=start)["join"]``
+    """
+    f = drop_coords_on(x, [time_dim])
+    step = abs(f.isel({time_dim: slice(1, None)}) - f.isel({time_dim: slice(None, -1)}))  # step i: frame i → i+1
+    arrives = offset + 1 + np.arange(step.sizes[time_dim])
+    at_join = np.isin(arrives, list(joins))
+    out = {}
+    for name, pick in (("join", at_join), ("inside", ~at_join)):
+        index = np.flatnonzero(pick & (arrives >= first))
+        out[name] = (weighted_mean(step.isel({time_dim: index}), weights) if index.size else None, int(index.size))
+    return out
+
+
 def window_join_statistics(x: xr.DataArray, weights: xr.DataArray, joins: Sequence[int],
                            time_dim: str = TIME_DIM) -> xr.Dataset:
     """Area-weighted mean |f_t − f_{t−1}| at the window joins ``joins`` (0-based indices of the first
@@ -144,18 +176,8 @@ def window_join_statistics(x: xr.DataArray, weights: xr.DataArray, joins: Sequen
     Example: ``window_join_statistics(ens, area, joins=range(5, n_time, 5))["join_ratio"]``
     """
     require_dims(x, [time_dim], "window_join_statistics")
-    n = x.sizes[time_dim]
-    joins = sorted({int(j) for j in joins})
-    if not joins or joins[0] < 1 or joins[-1] >= n:
-        raise ValueError(f"window joins must be non-empty indices in 1..{n - 1} of {time_dim!r}, got {joins}")
-    f = drop_coords_on(x, [time_dim])
-    step = abs(f.isel({time_dim: slice(1, None)}) - f.isel({time_dim: slice(None, -1)}))  # step i: frame i → i+1
-    at_join = [j - 1 for j in joins]
-    inside = [i for i in range(n - 1) if i not in set(at_join)]
-    if not inside:
-        raise ValueError("window_join_statistics: every step is a join; nothing inside windows to compare")
-    join_mean = weighted_mean(step.isel({time_dim: at_join}), weights)
-    inside_mean = weighted_mean(step.isel({time_dim: inside}), weights)
+    steps = window_join_steps(x, weights, check_window_joins(joins, x.sizes[time_dim], time_dim), time_dim=time_dim)
+    join_mean, inside_mean = steps["join"][0], steps["inside"][0]
     units = x.attrs.get("units", "")
     return xr.Dataset({"join_mean_abs_step": join_mean.assign_attrs(units=units),
                        "inside_mean_abs_step": inside_mean.assign_attrs(units=units),

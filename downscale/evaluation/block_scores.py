@@ -25,13 +25,12 @@ import numpy as np
 import xarray as xr
 
 from downscale.diagnostics import distribution, reliability, seasons, skill, structure, uncertainty
-from downscale.diagnostics.consistency import mass_consistency, seam_statistics
+from downscale.diagnostics.consistency import mass_consistency, seam_statistics, window_join_steps
 from downscale.diagnostics.histogram import regional_histograms
 from downscale.diagnostics.sources import Grid, Source, coarse_input, gather_sources
 from downscale.diagnostics.weights import weighted_mean, weighted_sum
 from downscale.evaluation.blocks import Totals
 from downscale.evaluation.climate import MAX_SPELL_DAYS, REGION_DIM
-from downscale.evaluation.regions import get_region
 
 #: Most blocks of days the extreme-quantile bootstrap resamples: records of up to this many days resample
 #: single days; longer ones blocks of ⌈days / this⌉ consecutive days (also keeping day-to-day persistence).
@@ -53,6 +52,7 @@ class BlockContext:
     n_members: int
     sphere_frames: np.ndarray      # the record's frames of the sphere spectrum (at most DEFAULT_MAX_FRAMES)
     years: np.ndarray              # the record's calendar years
+    tail_masks: dict[str, xr.DataArray]  # return-level region → its cells (tile, y, x), bool
     counters: dict[str, seasons.DrySpellCounter] = field(default_factory=dict)
 
     @property
@@ -113,7 +113,7 @@ def _scores(t: Totals, key: str, src: Source, x: xr.DataArray, truth: xr.DataArr
                         ("exceedance_frequency", distribution.exceedance_frequency(x, ctx.grid.area,
                                                                                    cfg.thresholds_mm_day)),
                         ("power_spectrum", structure.power_spectrum(x, d.spatial)),
-                        ("map_mean", point.astype(np.float64).mean(d.time)),
+                        ("map_mean", point.mean(d.time)),
                         ("map_crps_fair", fair.mean(d.time))):
         t.mean(f"{key}/{name}", value, n)
     picked = _sphere_frames(x, start, ctx)
@@ -133,7 +133,7 @@ def _scores(t: Totals, key: str, src: Source, x: xr.DataArray, truth: xr.DataArr
     season = x[d.time].dt.season
     counts = xr.DataArray([int((season == s).sum()) for s in seasons.SEASONS], dims="season",
                           coords={"season": list(seasons.SEASONS)})
-    seasonal = point.astype(np.float64).groupby(season.rename("season")).mean(d.time).reindex(season=list(seasons.SEASONS))
+    seasonal = point.groupby(season.rename("season")).mean(d.time).reindex(season=list(seasons.SEASONS))
     t.mean(f"{key}/map_seasonal_mean", seasonal, counts)
 
 
@@ -150,14 +150,11 @@ def _consistency(t: Totals, key: str, block: xr.Dataset, x_all: xr.DataArray, le
         for name in ("mean_abs_error", "mean_abs_coarse", "mean_error", "mean_coarse"):
             t.mean(f"{key}/mass_{name}", mass[name], n)
     if cfg.window_joins:
-        f = x_all.reset_coords(drop=True).drop_vars(d.time, errors="ignore")
-        step = abs(f.isel({d.time: slice(1, None)}) - f.isel({d.time: slice(None, -1)}))
-        frame = start - lead + 1 + np.arange(step.sizes[d.time])          # the frame each step arrives at
-        joins = set(cfg.window_joins)
-        for name, pick in (("join", [i for i, f_ in enumerate(frame) if f_ >= start and f_ in joins]),
-                           ("inside", [i for i, f_ in enumerate(frame) if f_ >= start and f_ not in joins])):
-            if pick:
-                t.mean(f"{key}/{name}_step", weighted_mean(step.isel({d.time: pick}), ctx.grid.area), len(pick))
+        steps = window_join_steps(x_all, ctx.grid.area, cfg.window_joins, offset=start - lead, first=start,
+                                  time_dim=d.time)
+        for name, (mean, count) in steps.items():
+            if count:
+                t.mean(f"{key}/{name}_step", mean, count)
     t.add(f"{key}/autocorrelation", structure.autocorrelation_sums(x_all, cfg.lags_hours, d.time, lead))
 
 
@@ -186,14 +183,9 @@ def _daily_scores(t: Totals, key: str, src: Source, x: xr.DataArray, ctx: BlockC
     shape = [1] * daily.ndim
     shape[daily.get_axis_num(d.time)] = n_days
     for region, u in ctx.tail_thresholds.items():
-        mask = _region_mask(region, ctx)
-        data = daily.where(mask).values
+        data = daily.where(ctx.tail_masks[region]).values
         above = data > u
         t.append(f"{key}/tail/{region}", (data[above], np.broadcast_to(day.reshape(shape), data.shape)[above]))
-
-
-def _region_mask(region: str, ctx: BlockContext) -> xr.DataArray:
-    return get_region(region).mask(ctx.grid.lat, ctx.grid.lon)
 
 
 def _extremes(t: Totals, key: str, x: xr.DataArray, truth: xr.DataArray, ctx: BlockContext) -> None:

@@ -70,7 +70,7 @@ import xarray as xr
 
 from downscale.diagnostics import (climatology, distribution, extremes, reliability, seasons, structure,
                                    uncertainty)
-from downscale.diagnostics.consistency import mass_ratios
+from downscale.diagnostics.consistency import check_window_joins, mass_ratios
 from downscale.diagnostics.dims import OUTPUT, Dims, time_step_seconds
 from downscale.diagnostics.histogram import DEFAULT_BINS, LogBins, regional_histograms
 from downscale.diagnostics.sphere_spectrum import DEFAULT_MAX_FRAMES
@@ -227,7 +227,8 @@ def _record_context(ds: xr.Dataset, sources: list[Source], grid: Grid, config: C
     sphere_frames = np.unique(np.round(np.linspace(0, n - 1, min(n, DEFAULT_MAX_FRAMES))).astype(np.int64))
     context = BlockContext(config, grid, w_reg, climate.climate_weights(grid, land_fraction), thresholds, tail, days,
                            bootstrap_groups(days.size), max(s.data.sizes[d.member] for s in sources if s.ensemble),
-                           sphere_frames, np.unique(ds[d.time].dt.year.values))
+                           sphere_frames, np.unique(ds[d.time].dt.year.values),
+                           {r: get_region(r).mask(grid.lat, grid.lon) for r in config.return_level_regions})
     return context, hist["truth"]
 
 
@@ -236,14 +237,6 @@ def _lead_frames(ds: xr.Dataset, config: CompareConfig) -> int:
     step = time_step_seconds(ds[config.dims.time]) / 3600.0 if ds.sizes[config.dims.time] > 1 else 1.0
     lags = [int(round(lag / step)) for lag in config.lags_hours]
     return max([*lags, 1 if config.window_joins else 0])
-
-
-def _check_joins(config: CompareConfig, n: int) -> None:
-    joins = sorted(set(config.window_joins))
-    if joins and (joins[0] < 1 or joins[-1] >= n):
-        raise ValueError(f"window joins must be non-empty indices in 1..{n - 1} of {config.dims.time!r}, got {joins}")
-    if joins and len(joins) >= n - 1:
-        raise ValueError("window_join_statistics: every step is a join; nothing inside windows to compare")
 
 
 def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.DataArray):
@@ -279,7 +272,8 @@ def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.Da
     peak = xr.concat([t[f"{k}/annual_max/{y}"] for y in ctx.years], dim="year").mean("year")
     maps["annual_max_daily"] = (peak.mean(d.member) if src.ensemble else peak).assign_attrs(
         units="mm/day", long_name="annual maximum of daily precipitation, mean over years")
-    spells = ctx.counters[k].counts()[list(ctx.clim_w[climate.REGION_DIM].values).index("global")].sum(0)
+    spell_counts = ctx.counters[k].counts()          # (climate_region, season, length)
+    spells = spell_counts[list(ctx.clim_w[climate.REGION_DIM].values).index("global")].sum(0)
     spells = np.r_[spells[:cfg.max_spell_days - 1], spells[cfg.max_spell_days - 1:].sum()]
     curves = {
         "histogram": hist,
@@ -298,7 +292,7 @@ def _source_results(t: Totals, src: Source, ctx: BlockContext, truth_hist: xr.Da
                counts, ctx.n_members)}
     daily = {"daily_mean": xr.concat(t[f"{k}/daily_mean"], dim=d.time),
              "daily_wet": xr.concat(t[f"{k}/daily_wet"], dim=d.time),
-             "dry_spells": xr.DataArray(ctx.counters[k].counts(), dims=(climate.REGION_DIM, "season", "spell_length"),
+             "dry_spells": xr.DataArray(spell_counts, dims=(climate.REGION_DIM, "season", "spell_length"),
                                         coords={climate.REGION_DIM: ctx.clim_w[climate.REGION_DIM].values,
                                                 "season": list(seasons.SEASONS),
                                                 "spell_length": np.arange(1, climate.MAX_SPELL_DAYS + 1)})}
@@ -319,7 +313,7 @@ def _return_levels(t: Totals, sources: list[Source], ctx: BlockContext) -> xr.Da
             exc = np.concatenate([p[0] for p in pieces])
             day = np.concatenate([p[1] for p in pieces])
             u = ctx.tail_thresholds[r]
-            n_cells = int(get_region(r).mask(ctx.grid.lat, ctx.grid.lon).sum())
+            n_cells = int(ctx.tail_masks[r].sum())
             try:
                 rl = extremes.day_block_return_levels(exc, day, n_days, u, n_cells * src.data.sizes.get(d.member, 1)
                                                       * years, cfg.return_periods, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -351,7 +345,8 @@ def compare(ds: xr.Dataset, config: CompareConfig, land_fraction: xr.DataArray |
     sources, grid = gather_sources(ds, config.factor, config.variable, config.truth, config.coarse,
                                    config.baselines, d, config.coarse_spatial_dims, config.ensembles)
     n_frames = ds.sizes[d.time]
-    _check_joins(config, n_frames)
+    if config.window_joins:
+        check_window_joins(config.window_joins, n_frames, d.time)
     blocks = day_blocks(ds[d.time], max_block_frames or n_frames)
     ctx, truth_hist = _record_context(ds, sources, grid, config, land_fraction, blocks)
     lead = _lead_frames(ds, config)
