@@ -92,17 +92,12 @@ def load_bundle_model(path: Path, device: str, prepared: Path | None) -> Loaded:
 
 def pick_clips(dataset: ClipDataset, count: int) -> list[int]:
     """``count`` clip indices spread evenly over the split's clips whose member has the fine target."""
-    with_target = {e.name for e in dataset.manifest.members if e.has_target}
-    usable = [i for i, (member, _) in enumerate(dataset.clips) if member in with_target]
-    if not usable:
+    indices = dataset.spread_with_target(count)
+    if not indices:
         raise SystemExit(f"the {dataset.split!r} split of {dataset.path} has no clip with the fine target")
-    count = min(count, len(usable))
-    if count == 1:
-        return [usable[0]]
-    return sorted({usable[round(j * (len(usable) - 1) / (count - 1))] for j in range(count)})
+    return indices
 
 
-@torch.no_grad()
 def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, sampler: SamplerConfig,
              split: str = "validation", seed: int = 0, device: str = "cpu"
              ) -> tuple[DenoiserBandErrors, SampledResidualStats, list[int]]:

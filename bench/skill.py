@@ -181,7 +181,9 @@ def target_rows(s: xr.Dataset, floor: dict[str, dict[str, float]], res_ratio: fl
     for var, label in (("pe_q9999", "PE at q99.99"), ("pe", "PE at q99.999"), ("emd", "EMD")):
         level = float(np.mean([f[var] for f in floor.values()])) if floor else float("nan")
         x = v(var)
-        shown = f"{x * MM_DAY:.3g} mm/day (floor {level * MM_DAY:.3g}; qm {v(var, 'qm') * MM_DAY:.3g})"
+        beside = "; ".join(f"{src} {v(var, src) * MM_DAY:.3g}" for src in ("qm", "ensemble_qm")
+                           if src in s.source.values)
+        shown = f"{x * MM_DAY:.3g} mm/day (floor {level * MM_DAY:.3g}; {beside})"
         rows.append(_row(f"{label}, absolute", shown, "≤ the inter-member noise floor (mean over members)",
                          x <= level if math.isfinite(level) else None))
     rows.append(_target_row("SAE ÷ best baseline's", "sae_ratio", v("sae_ratio")))

@@ -86,6 +86,15 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def spread_with_target(self, count: int) -> list[int]:
+        """At most ``count`` indices of clips whose member has the fine target, spread evenly from the first such
+        clip to the last (all of them when there are fewer); ``[]`` if there are none."""
+        with_target = [i for i, (member, _) in enumerate(self.clips) if self._has_target[member]]
+        count = min(count, len(with_target))
+        if count <= 1:
+            return with_target[:count]
+        return sorted({with_target[round(j * (len(with_target) - 1) / (count - 1))] for j in range(count)})
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         for key in ("_arrays", "_times", "_static", "_pid"):

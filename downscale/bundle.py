@@ -73,12 +73,15 @@ class TrainingRecord(BaseModel):
 
 
 class BaselineTables(BaseModel):
-    """Tables of the deterministic baselines, fitted on the training split."""
+    """Quantile-mapping tables fitted on the training split: the baseline's and the ensemble's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     quantile_mapping: QuantileTable | None = Field(
         None, description="the table of the quantile-mapping baseline (downscale.baselines); None: not fitted")
+    ensemble_quantile_mapping: QuantileTable | None = Field(
+        None, description="the ensemble's own table, for the ensemble_qm source (downscale.training.ensemble_table); "
+                          "None: not fitted")
 
 
 class BundleMetadata(DatasetInfo):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Self
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_catalog.normalization import NormalizationStats
@@ -62,3 +63,10 @@ class DatasetInfo(BaseModel):
     def in_channels(self) -> int:
         """Conditioning channels: predictors then static features."""
         return len(self.predictors) + len(self.static_features)
+
+    def physical_target(self, y: torch.Tensor) -> torch.Tensor:
+        """Normalized target ``y`` (any shape) → kg m-2 s-1, ≥ 0, float32. ``y`` is first capped at the value of
+        1 kg m-2 s-1 (86 400 mm/day), so an untrained sampler's outliers cannot overflow the inverse log
+        transform."""
+        cap = float(self.normalization.normalize(self.target, 1.0))
+        return self.normalization.denormalize(self.target, y.float().clamp(max=cap)).clamp_min(0.0)

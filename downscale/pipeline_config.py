@@ -125,20 +125,22 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     "tests": {"held_out": "0002", "network": "tiny", "max_steps": 20, "warmup": 5, "lr": 1e-3, "validate_every": 20,
               "ensemble_size": 2, "val_batches": 1, "checkpoint_every": 10, "num_workers": 0, "log_every": 5,
               "members": 2, "end": None, "time_block": 16, "workers": 1,
-              "sampler": {"kind": "dpmpp_2m", "num_steps": 3}},
+              "sampler": {"kind": "dpmpp_2m", "num_steps": 3}, "ensemble_qm_clips": 0},
     # C12 → C96, 60 days: `make demo`, minutes on 2 cores; ten days of the held-out member, 4 members.
     "demo": {"held_out": "0003", "network": "demo", "max_steps": 240, "warmup": 50, "lr": 5e-4, "validate_every": 80,
              "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 80, "num_workers": 2, "log_every": 25,
-             "members": 4, "end": "2016-08-15", "time_block": 40, "workers": 2, "sampler": None},
+             "members": 4, "end": "2016-08-15", "time_block": 40, "workers": 2, "sampler": None, "ensemble_qm_clips": 0},
     # C8 → C64, 60 days: bench/skill.py, training ≤ 45 min on 2 quiet cores; twenty days scored with 8 members.
     "skill": {"held_out": "0003", "network": "demo", "max_steps": 1600, "warmup": 100, "lr": 5e-4,
               "validate_every": 200, "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 200, "num_workers": 2,
-              "log_every": 50, "members": 8, "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None},
+              "log_every": 50, "members": 8, "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None,
+              "ensemble_qm_clips": 32},
     # C8 → C32, 365 days: bench/year.py, training ≈ 12 min on 2 quiet cores; the held-out member's whole year
     # (grown month by month by the benchmark), 4 members.
     "year": {"held_out": "0003", "network": "demo", "max_steps": 1200, "warmup": 100, "lr": 5e-4,
              "validate_every": 400, "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 200, "num_workers": 2,
-             "log_every": 50, "members": 4, "end": None, "time_block": 40, "workers": 2, "sampler": None},
+             "log_every": 50, "members": 4, "end": None, "time_block": 40, "workers": 2, "sampler": None,
+             "ensemble_qm_clips": 0},
 }
 
 
@@ -162,8 +164,10 @@ def demo_config(workdir: str | Path, preset: str = "demo") -> PipelineConfig:
             "checkpoint": {"every_n_steps": p["checkpoint_every"]},
             "hardware": {"num_workers": p["num_workers"]},
             "log_every_n_steps": p["log_every"],
+            "ensemble_quantile_mapping": {"clips": p["ensemble_qm_clips"]},
         },
         "generate": {"members": p["members"], "end": p["end"], "time_block": p["time_block"], "workers": p["workers"],
+                     "ensemble_variants": ["raw", "qm"] if p["ensemble_qm_clips"] else ["raw"],
                      **({"sampler": p["sampler"]} if p["sampler"] else {})},
         "evaluate": {"n_boot": 20 if preset == "tests" else 200},
     })

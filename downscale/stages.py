@@ -77,6 +77,11 @@ _NOT_RECORDED = {
 }
 
 
+#: Training settings that change only the bundle's tables, not its weights: a change alone refits the tables
+#: (:func:`downscale.training.trainer.refit_tables`) instead of training again.
+_TABLES_ONLY = "train.ensemble_quantile_mapping."
+
+
 class StageChangedError(FileExistsError):
     """A finished stage output that the configuration would replace, without ``overwrite: true``."""
 
@@ -205,11 +210,16 @@ def trained_model(config: PipelineConfig, overwrite: bool = False,
     """Train (resuming from the last checkpoint unless a finished model is replaced) and export the model
     bundle. ``progress(step, max_steps)`` hears how far training is."""
     # Lightning (~5 s to import) only when this stage trains: a pipeline that skips it never loads it
-    from downscale.training.trainer import train
+    from downscale.training.trainer import refit_tables, train
 
     bundle = config.train.bundle_path
     inputs = {"prepare": PreparedDataset.open(config.prepared_dir).manifest.fingerprint}
     wanted = StageRecord("train", _settings("train", "train", config.train), inputs)
+    found = StageRecord.read(bundle)
+    if not overwrite and _only_tables_changed(wanted, found) and _readable_bundle(bundle):
+        verdict = Verdict(True, True, f"refit tables — {'; '.join(wanted.changes_from(found))}; the weights stay")
+        log.info("train: %s", verdict.reason)
+        return _done(wanted, bundle, verdict, f"bundle {refit_tables(bundle, config.train).bundle_id}")
     verdict = _verdict(config, wanted, bundle, _readable_bundle(bundle), overwrite)
     if not verdict.run:
         return StageResult("train", bundle, True, verdict.reason)
@@ -217,6 +227,14 @@ def trained_model(config: PipelineConfig, overwrite: bool = False,
         shutil.rmtree(config.train.checkpoint_dir, ignore_errors=True)
     path = Path(train(config.train, resume=not verdict.replace, progress=progress))
     return _done(wanted, path, verdict, f"bundle {read_bundle_metadata(path).bundle_id}")
+
+
+def _only_tables_changed(wanted: StageRecord, found: StageRecord | None) -> bool:
+    """Whether ``found`` differs from ``wanted`` in :data:`_TABLES_ONLY` settings and nothing else."""
+    if found is None or found.inputs != wanted.inputs or found.fingerprint == wanted.fingerprint:
+        return False
+    changed = {k for k in set(wanted.config) | set(found.config) if wanted.config.get(k, k) != found.config.get(k, k)}
+    return all(k.startswith(_TABLES_ONLY) for k in changed)
 
 
 def _readable_bundle(path: Path) -> bool:

@@ -21,7 +21,9 @@ Complete example (every field; only ``bundle``, ``catalog``, ``member`` and ``ou
                                       # members are; deterministic_raw: μ as the network gives it
     mass_correction: true             # rescale each member so its coarse-grained field equals the input
     mass_correction_max_ratio: 2.0    # bound of the multiplicative correction (the rest is added uniformly)
-    ensemble_variants: [raw]          # also write the members before the mass correction (PRATEsfc_ensemble_raw)
+    ensemble_variants: [raw]          # also write the members before the mass correction (PRATEsfc_ensemble_raw);
+                                      # qm: the raw members quantile-mapped with the bundle's ensemble table
+                                      # (PRATEsfc_ensemble_qm; train with ensemble_quantile_mapping.clips > 0)
     include_truth: true               # write the fine truth beside the ensemble when the run has it
     device: auto                      # auto | cpu | cuda | cuda:1 …
     workers: 1                        # work items run at once (Dask threads on this machine)
@@ -45,7 +47,7 @@ from data_catalog.errors import read_yaml_mapping, validated
 from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig
 
 Baseline = Literal["bilinear", "deterministic", "deterministic_raw", "qm"]
-EnsembleVariant = Literal["raw"]
+EnsembleVariant = Literal["raw", "qm"]
 
 #: The default sampler is the production one, shared with training validation (downscale.models.samplers).
 DEFAULT_SAMPLER = PRODUCTION_SAMPLER
@@ -78,7 +80,8 @@ class GenerateConfig(BaseModel):
                                  "the rest of its missing mass is added uniformly, so no spike is created")
     ensemble_variants: tuple[EnsembleVariant, ...] = Field(
         ("raw",), description="member-dim variables written beside the ensemble: 'raw' = the members before the "
-                              "mass correction (PRATEsfc_ensemble_raw), so the report scores both; default [raw] "
+                              "mass correction (PRATEsfc_ensemble_raw), so the report scores both; 'qm' = the raw members "
+                              "quantile-mapped with the bundle's ensemble table (PRATEsfc_ensemble_qm); default [raw] "
                               "with mass_correction, [] without")
     include_truth: bool = True
     device: str = "auto"

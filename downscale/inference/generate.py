@@ -103,6 +103,10 @@ def _check_baselines(run: RunInput, config: GenerateConfig) -> None:
     if "qm" in config.baselines and run.meta.baselines.quantile_mapping is None:
         raise BundleError(f"bundle {run.meta.bundle_id} ({config.bundle}) holds no quantile-mapping table; "
                           f"drop 'qm' from baselines or re-export the bundle from its training run")
+    if "qm" in config.ensemble_variants and run.meta.baselines.ensemble_quantile_mapping is None:
+        raise BundleError(f"bundle {run.meta.bundle_id} ({config.bundle}) holds no ensemble quantile-mapping table; "
+                          f"drop 'qm' from ensemble_variants or train with ensemble_quantile_mapping.clips > 0 "
+                          f"(docs/training.md)")
 
 
 def planned_spec(config: GenerateConfig) -> OutputSpec:

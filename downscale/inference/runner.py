@@ -14,8 +14,8 @@ the items that are written or that another process is writing.
 
 An item samples its frames plus ``context_frames`` on each side (:func:`sampled_range`), rescales the
 members to the coarse input's mass per coarse cell (``mass_correction``), writes the members before that
-correction beside them (``ensemble_variants: [raw]``) and, for member block 0, the deterministic baselines,
-the coarse input and the truth. Memory depends on ``time_block``, never on the period's length.
+correction beside them (``ensemble_variants: [raw]``), the raw members quantile-mapped with the bundle's
+ensemble table (``[qm]``) and, for member block 0, the deterministic baselines, the coarse input and the truth. Memory depends on ``time_block``, never on the period's length.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class ItemRunner:
                                              config.stride(self.run.meta.clip_frames), config.members_per_batch,
                                              grid["lat"].values, grid["lon"].values, self.run.topography)
         self.table: QuantileTable | None = self.run.meta.baselines.quantile_mapping
+        self.ensemble_table: QuantileTable | None = self.run.meta.baselines.ensemble_quantile_mapping
         #: fine cell areas (6, nf, nf) m2 on the model's device: the mass correction's and the baselines' weights
         self.area = torch.as_tensor(grid["area"].values, dtype=torch.float64, device=self.runtime.device)
 
@@ -86,7 +87,11 @@ class ItemRunner:
         ensemble = rt.members(cond, mu, seeds)[:, keep]
         coarse = raw[keep, run.meta.predictors.index(COARSE)]
         coarse_p = torch.from_numpy(coarse).to(rt.device)
-        variants = {"raw": ensemble.cpu().numpy().astype(np.float32)} if "raw" in config.ensemble_variants else {}
+        variants = {}
+        if "raw" in config.ensemble_variants:
+            variants["raw"] = ensemble.cpu().numpy().astype(np.float32)
+        if "qm" in config.ensemble_variants:
+            variants["qm"] = quantile_map(ensemble, self.ensemble_table).cpu().numpy().astype(np.float32)
         if config.mass_correction:
             ensemble = self._mass_corrected(ensemble, coarse_p)
         shared = {}

@@ -18,7 +18,6 @@ two work items that overlap in time start their shared frames from the same nois
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +103,6 @@ class Runtime:
     def stats(self) -> NormalizationStats:
         return self.meta.normalization
 
-    @cached_property
-    def _cap(self) -> float:
-        """Normalized value of 1 kg m-2 s-1 (86 400 mm/day): samples are capped there before exp."""
-        return float(self.stats.normalize(self.meta.target, 1.0))
-
     def normalize_coarse(self, raw: np.ndarray) -> torch.Tensor:
         """Raw predictors ``(L, C, 6, nc, nc)`` (bundle order, SI units) → normalized float32 tensor on device."""
         x = np.array(raw, dtype=np.float32, copy=True)
@@ -121,7 +115,7 @@ class Runtime:
 
     def physical(self, y: torch.Tensor) -> torch.Tensor:
         """Normalized target → kg m-2 s-1, ≥ 0 (capped at 1 kg m-2 s-1 before the inverse log transform)."""
-        return self.stats.denormalize(self.meta.target, y.float().clamp(max=self._cap)).clamp_min(0.0)
+        return self.meta.physical_target(y)
 
     @torch.no_grad()
     def mean(self, cond: torch.Tensor) -> torch.Tensor:

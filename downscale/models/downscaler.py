@@ -121,6 +121,24 @@ class VideoDownscaler(nn.Module):
                           churn_noise=churn_noise, dtype=mu.dtype)
         return mu + residual
 
+    def sample_members(self, cond: torch.Tensor, members: int, sampler: SamplerConfig, generator: torch.Generator,
+                       *, mean: torch.Tensor | None = None, members_per_batch: int = 1) -> torch.Tensor:
+        """``members`` ensemble members of each clip, ``(K, B, T, C_out, …)`` in normalized units: :meth:`sample`
+        ``members_per_batch`` members at a time, latents (and churn noise) drawn in order from ``generator``
+        (a CPU generator: the same seed gives the same members on any device). Call ``.eval()`` first."""
+        mu = self.forward_mean(cond) if mean is None else mean
+        b, out = cond.shape[0], []
+        for first in range(0, members, members_per_batch):
+            m = min(members_per_batch, members - first)
+            rep = lambda x: x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # noqa: E731
+            latents = torch.randn((m * b, *mu.shape[1:]), generator=generator, dtype=torch.float64).to(mu.device)
+            churn = None
+            if sampler.stochastic:
+                churn = lambda i, shape=latents.shape: torch.randn(shape, generator=generator).to(mu.device)  # noqa: E731
+            sample = self.sample(rep(cond), latents, sampler, mean=rep(mu), churn_noise=churn)
+            out.append(sample.reshape(m, b, *sample.shape[1:]))
+        return torch.cat(out)
+
 
 class DownscalerSpec(BaseModel):
     """Everything needed to rebuild a :class:`VideoDownscaler` (weights aside); :meth:`build` builds it."""

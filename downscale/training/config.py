@@ -105,6 +105,15 @@ class CheckpointConfig(_Section):
     keep_periodic: bool = Field(False, description="also keep a step=N.ckpt file for every interval")
 
 
+class EnsembleQuantileMappingConfig(_Section):
+    """The ensemble's own quantile-mapping table, fitted when the bundle is exported (docs/training.md):
+    ``members`` raw members sampled with ``validation.sampler`` on ``clips`` training clips, spread evenly over
+    the split, against the truth of the same frames. ``clips: 0`` (the default) fits no table."""
+
+    clips: int = Field(0, ge=0, description="training clips sampled for the table (0 = no table)")
+    members: int = Field(2, ge=1, description="raw members sampled per clip")
+
+
 class TrainConfig(_Section):
     """Everything one training run needs; see docs/training.md for every field in a YAML example."""
 
@@ -128,6 +137,7 @@ class TrainConfig(_Section):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    ensemble_quantile_mapping: EnsembleQuantileMappingConfig = Field(default_factory=EnsembleQuantileMappingConfig)
 
     @field_validator("network", mode="before")
     @classmethod

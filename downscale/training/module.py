@@ -121,7 +121,6 @@ class DownscalingModule(pl.LightningModule):
         self.save_hyperparameters({"train_config": self.config.model_dump(mode="json"),
                                    "dataset": self.info.model_dump(mode="json")})
         self.stats = self.info.normalization
-        self._y_cap = float(self.stats.normalize(self.info.target, 1.0))
         self.network_config = network_config(self.config, self.info)
         self.net = downscaler_spec(self.config, self.info, self.network_config).build()
         nf = self.info.fine_resolution
@@ -244,11 +243,6 @@ class DownscalingModule(pl.LightningModule):
         for name, value in metrics.items():
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
-    def _physical(self, y: torch.Tensor) -> torch.Tensor:
-        """kg m-2 s-1, ≥ 0; normalized values are first capped at 1 kg m-2 s-1 (86 400 mm/day) so an
-        untrained sampler's outliers cannot overflow the inverse log transform."""
-        return self.stats.denormalize(self.info.target, y.float().clamp(max=self._y_cap)).clamp_min(0.0)
-
     def _per_clip_mean(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Area-weighted mean of ``x (B, …)`` per clip → ``(B,)``."""
         w = weights.to(x.dtype).expand_as(x)
@@ -265,21 +259,12 @@ class DownscalingModule(pl.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         generator = torch.Generator(device="cpu")
         generator.manual_seed(v.seed * 1_000_003 + batch_idx * world + self.global_rank)
-        members = []
-        b = cond.shape[0]
-        for first in range(0, v.ensemble_size, v.members_per_batch):
-            m = min(v.members_per_batch, v.ensemble_size - first)
-            rep = lambda x: x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # noqa: E731
-            latents = torch.randn((m * b, *mu.shape[1:]), generator=generator, dtype=torch.float64).to(self.device)
-            churn = None
-            if v.sampler.stochastic:
-                churn = lambda i, shape=latents.shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
-            sample = self.net.sample(rep(cond), latents, v.sampler, mean=rep(mu), churn_noise=churn)
-            members.append(sample.reshape(m, b, *sample.shape[1:]))
+        members = self.net.sample_members(cond, v.ensemble_size, v.sampler, generator, mean=mu,
+                                          members_per_batch=v.members_per_batch)
         keep = keep.to(self.device)
-        normalized = torch.cat(members)[:, keep].float()
-        ensemble = self._physical(normalized)
-        truth, mean = self._physical(target[keep]), self._physical(mu[keep])
+        normalized = members[:, keep].float()
+        ensemble = self.info.physical_target(normalized)
+        truth, mean = self.info.physical_target(target[keep]), self.info.physical_target(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
         mu_kept = mu[keep].float()
         self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))

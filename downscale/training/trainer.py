@@ -38,7 +38,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from data_catalog.prepare import PreparedDataset
 from downscale.baselines import fit_quantile_table
-from downscale.bundle import BaselineTables, BundleMetadata, TrainingRecord, save_bundle
+from downscale.bundle import BaselineTables, BundleMetadata, TrainingRecord, load_bundle, save_bundle
 from downscale.dataset_info import DatasetInfo
 from downscale.logs import configure, share_lightning_logs
 from downscale.models.config import NetworkConfig
@@ -50,6 +50,7 @@ from downscale.training.checkpointing import (
 )
 from downscale.training.config import TrainConfig
 from downscale.training.datamodule import DownscalingDataModule
+from downscale.training.ensemble_table import fit_ensemble_quantile_table
 from downscale.training.module import CHECKPOINT_KEY, DownscalingModule, downscaler_spec, fine_area_weights
 from downscale.training.progress import ProgressCallback, ProgressReport, TrainingLog
 from downscale.training.resume import resume_point
@@ -203,25 +204,38 @@ def bundle_metadata(config: TrainConfig, info: DatasetInfo, network: NetworkConf
     return BundleMetadata(**dict(info), model=downscaler_spec(config, info, net), training=training)
 
 
-def baseline_tables(info: DatasetInfo) -> BaselineTables:
-    """Tables of the deterministic baselines, fitted on the training split of the prepared dataset (the
-    quantile-mapping table); none, with a warning, when that dataset is no longer there."""
+def baseline_tables(config: TrainConfig, info: DatasetInfo, meta: BundleMetadata,
+                    state: dict[str, torch.Tensor]) -> BaselineTables:
+    """The quantile-mapping tables, fitted on the training split of the prepared dataset: the baseline's, and
+    the ensemble's own for the weights ``state`` when ``config.ensemble_quantile_mapping.clips`` > 0
+    (:mod:`downscale.training.ensemble_table`); none, with a warning, when that dataset is no longer there."""
     if not PreparedDataset.is_complete(info.path):
         log.warning("prepared dataset %s not found: the bundle gets no quantile-mapping table", info.path)
         return BaselineTables()
-    return BaselineTables(quantile_mapping=fit_quantile_table(PreparedDataset.open(info.path)))
+    prepared = PreparedDataset.open(info.path)
+    ensemble = None
+    if config.ensemble_quantile_mapping.clips:
+        net = meta.model.build().to(next(iter(state.values())).device)
+        net.load_state_dict(state)
+        ensemble = fit_ensemble_quantile_table(net, config, info, prepared)
+    return BaselineTables(quantile_mapping=fit_quantile_table(prepared), ensemble_quantile_mapping=ensemble)
+
+
+def _export(out: str | Path, config: TrainConfig, info: DatasetInfo, meta: BundleMetadata,
+            state: dict[str, torch.Tensor]) -> BundleMetadata:
+    return save_bundle(out, state, meta.model_copy(update={"baselines": baseline_tables(config, info, meta, state)}))
 
 
 def export_module(module: DownscalingModule, out: str | Path, checkpoint_name: str | None = None) -> BundleMetadata:
     """Write the EMA weights of a trained module as a bundle."""
     meta = bundle_metadata(module.config, module.info, module.network_config, int(module.global_step),
                            module.ema.num_updates, checkpoint_name)
-    meta = meta.model_copy(update={"baselines": baseline_tables(module.info)})
-    return save_bundle(out, module.ema.averaged_state(), meta)
+    return _export(out, module.config, module.info, meta, module.ema.averaged_state())
 
 
 def export_bundle(checkpoint: str | Path, out: str | Path) -> BundleMetadata:
-    """Write the bundle of a training checkpoint (its EMA weights); needs no dataset and no GPU."""
+    """Write the bundle of a training checkpoint (its EMA weights); needs no GPU, and the prepared dataset
+    only for the quantile-mapping tables."""
     checkpoint = Path(checkpoint)
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "ema" not in ckpt or CHECKPOINT_KEY not in ckpt:
@@ -230,7 +244,16 @@ def export_bundle(checkpoint: str | Path, out: str | Path) -> BundleMetadata:
     config, info = TrainConfig.model_validate(hp["train_config"]), DatasetInfo.model_validate(hp["dataset"])
     meta = bundle_metadata(config, info, ckpt[CHECKPOINT_KEY]["network"], int(ckpt["global_step"]),
                            int(ckpt["ema"]["num_updates"]), checkpoint.name)
-    return save_bundle(out, ckpt["ema"]["shadow"], meta.model_copy(update={"baselines": baseline_tables(info)}))
+    return _export(out, config, info, meta, ckpt["ema"]["shadow"])
+
+
+def refit_tables(bundle: str | Path, config: TrainConfig) -> BundleMetadata:
+    """Rewrite ``bundle`` with the same weights and tables fitted for ``config`` (its training record then
+    holds ``config``): what ``train`` does when only the export's settings (``ensemble_quantile_mapping``)
+    changed, instead of training again."""
+    meta, state = load_bundle(bundle)
+    training = meta.training.model_copy(update={"train_config": config.model_dump(mode="json")})
+    return _export(bundle, config, meta, meta.model_copy(update={"training": training}), state)
 
 
 # ---- command line -----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A rerun redoes exactly the stages whose settings or inputs changed, and says why each ran or was skipped:
 the ``tests`` preset (4 training steps) through every stage as ``downscale run`` does, then with
-``train.max_steps`` and then the sampler changed (~1.5 min on 2 cores)."""
+``train.max_steps``, then the sampler, then the ensemble quantile-mapping table asked for (~2 min on 2 cores)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from downscale import stages
+from downscale.baselines import quantile_map
+from downscale.bundle import read_bundle_metadata
+from downscale.evaluation.results import read_diagnostics
 from downscale.inference import store
+from downscale.inference.store import open_output
 from downscale.inference.store_schema import FINGERPRINT
 from downscale.inference.store_swap import staging_path
 from downscale.pipeline_config import PipelineConfig, demo_config
 from downscale.stage_record import StageRecord, flatten, record_path
+from downscale.training.config import EnsembleQuantileMappingConfig
 
 ALL = ["synthetic", "prepare", "train", "generate", "evaluate", "report"]
 
@@ -78,6 +85,24 @@ def test_a_rerun_redoes_exactly_the_stages_a_change_reaches_and_says_why(tmp_pat
     assert verdicts["generate"] == "rerun — generate.sampler.num_steps changed 3→4"
     assert store.is_complete(out) and store.root_attributes(out)[FINGERPRINT] == begun.spec.fingerprint
     assert not staging_path(out).exists()
+
+    # asking for the ensemble's quantile-mapping table refits the bundle's tables, keeps its weights, and the
+    # generation that writes the mapped members (PRATEsfc_ensemble_qm) reruns; evaluate scores them as an ensemble
+    weights = read_bundle_metadata(config.train.bundle_path).weights_sha256
+    mapped = _with(_with(resampled, "train", ensemble_quantile_mapping=EnsembleQuantileMappingConfig(clips=2)),
+                   "generate", ensemble_variants=("raw", "qm"))
+    ran, verdicts = _run(mapped, caplog)
+    assert ran == ["train", "generate", "evaluate", "report"]
+    assert verdicts["train"] == "refit tables — train.ensemble_quantile_mapping.clips changed 0→2; the weights stay"
+    meta = read_bundle_metadata(config.train.bundle_path)
+    assert meta.weights_sha256 == weights and meta.baselines.ensemble_quantile_mapping is not None
+    assert meta.training.train_config["ensemble_quantile_mapping"]["clips"] == 2
+    assert verdicts["generate"].startswith("rerun — generate.ensemble_variants changed")
+    written = open_output(out)
+    raw = torch.from_numpy(written["PRATEsfc_ensemble_raw"].values)
+    mapped_members = quantile_map(raw, meta.baselines.ensemble_quantile_mapping).numpy()
+    np.testing.assert_allclose(written["PRATEsfc_ensemble_qm"].values, mapped_members, rtol=1e-6)
+    assert "ensemble_qm" in read_diagnostics(mapped.diagnostics_dir).scalars.source.values
 
 
 def test_a_record_names_every_change_by_its_dotted_key():

@@ -269,6 +269,13 @@ def test_missing_predictor_is_refused(setup, tmp_path):
         generate(_config(setup, tmp_path / "o.zarr", catalog=cat))
 
 
+def test_quantile_mapped_members_need_the_bundles_ensemble_table(setup, tmp_path):
+    with pytest.raises(BundleError, match=r"holds no ensemble quantile-mapping table; drop 'qm' from ensemble_variants "
+                                          r"or train with ensemble_quantile_mapping.clips > 0"):
+        generate(_config(setup, tmp_path / "o.zarr", ensemble_variants=["raw", "qm"]))
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_a_period_with_gaps_is_refused(setup, tmp_path):
     def with_gap(doc, tmp):
         member = doc["members"]["0002"]
