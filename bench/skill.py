@@ -135,6 +135,56 @@ def residual_std_ratio(config: PipelineConfig) -> float:
     return float(np.sqrt(sampled / true))
 
 
+#: Coarse-cell intensity bins (mm/day) of :func:`subgrid_variability`.
+INTENSITY_BINS = (0.0, 1.0, 5.0, 20.0, 50.0, np.inf)
+
+
+def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
+    """Where the fine-scale excess sits: the variance of each source inside every coarse cell (its f × f fine
+    cells about their mean: the scales the downscaling adds), averaged over the coarse cells in each bin of
+    the coarse input's rain rate (:data:`INTENSITY_BINS`), for the truth and as a ratio to it for each ensemble
+    (members averaged) — in physical units (mm/day)² and in the model's normalized log units. Also each bin's
+    share of the truth's physical sub-grid variance. Unweighted over cells (the cells in one coarse cell have
+    nearly equal areas)."""
+    ds = open_output(config.generate.output)
+    meta = read_bundle_metadata(config.generate.bundle)
+    stats = NormalizationStats.model_validate(meta.normalization)
+    f = meta.factor
+    coarse = ds.PRATEsfc_coarse.values * MM_DAY                                   # (time, tile, nc, nc)
+    which = np.digitize(coarse, INTENSITY_BINS[1:-1])
+
+    def block_var(x: np.ndarray) -> np.ndarray:                                   # (..., 6, n, n) → (..., 6, nc, nc)
+        nc = x.shape[-1] // f
+        b = x.reshape(*x.shape[:-2], nc, f, nc, f)
+        return b.var(axis=(-3, -1))
+
+    def per_bin(x: np.ndarray) -> np.ndarray:
+        v = block_var(x.astype(np.float64))
+        v = v.mean(0) if v.ndim == coarse.ndim + 1 else v                        # members averaged
+        return np.array([v[which == i].mean() if np.any(which == i) else np.nan for i in range(len(INTENSITY_BINS) - 1)])
+
+    def both(name: str) -> tuple[np.ndarray, np.ndarray]:
+        x = ds[name].values
+        z = stats.normalize(meta.target, x.astype(np.float64))
+        return per_bin(x * MM_DAY), per_bin(z)
+
+    truth_p, truth_z = both("PRATEsfc_truth")
+    share = truth_p * np.bincount(which.ravel(), minlength=len(truth_p)) / np.nansum(
+        truth_p * np.bincount(which.ravel(), minlength=len(truth_p)))
+    rows = []
+    for i, (lo, hi) in enumerate(zip(INTENSITY_BINS[:-1], INTENSITY_BINS[1:], strict=True)):
+        rows.append({"bin": f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"≥ {lo:g}",
+                     "cells": float(np.sum(which == i)), "truth_var": truth_p[i], "truth_share": share[i]})
+    for src in ("ensemble", "ensemble_raw", "ensemble_qm"):
+        name = "PRATEsfc" if src == "ensemble" else f"PRATEsfc_{src}"
+        if name not in ds:
+            continue
+        p, z = both(name)
+        for i, row in enumerate(rows):
+            row[f"{src}_phys"], row[f"{src}_log"] = p[i] / truth_p[i], z[i] / truth_z[i]
+    return rows
+
+
 def learning_curve(config: PipelineConfig) -> list[dict[str, str]]:
     path = Path(config.train.output_dir) / "logs" / "metrics.csv"
     if not path.exists():
@@ -230,6 +280,16 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
                   "| member | PE q99.99 (mm/day) | PE q99.999 (mm/day) | EMD (mm/day) |", "|---|---|---|---|"]
         lines += [f"| {m} | {fmt(f['pe_q9999'] * MM_DAY)} | {fmt(f['pe'] * MM_DAY)} | {fmt(f['emd'] * MM_DAY)} |"
                   for m, f in floor.items()]
+    sub = subgrid_variability(config)
+    ens = [src for src in ("ensemble", "ensemble_raw", "ensemble_qm") if f"{src}_phys" in sub[0]]
+    lines += ["", "Sub-grid variability by the coarse cell's rain rate (variance of the f × f fine cells about their "
+              "mean, averaged over the coarse cells of a bin; ensembles as ratio to the truth, physical / normalized "
+              "log units):", "",
+              "| coarse rain (mm/day) | coarse cells | truth (mm/day)² | share of truth's | "
+              + " | ".join(f"{src} phys / log" for src in ens) + " |", "|---" * (4 + len(ens)) + "|"]
+    for r in sub:
+        lines.append(f"| {r['bin']} | {r['cells']:.0f} | {fmt(r['truth_var'])} | {100 * r['truth_share']:.1f} % | "
+                     + " | ".join(f"{fmt(r[f'{src}_phys'])} / {fmt(r[f'{src}_log'])}" for src in ens) + " |")
     curve = learning_curve(config)
     if curve:
         lines += ["", "Learning curve (validation clips, EMA weights, production sampler, no mass correction):", "",

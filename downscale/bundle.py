@@ -17,8 +17,9 @@ metadata document itself (which covers the weights' digest: every byte of meanin
 Loading never unpickles code (safetensors holds tensors only) and never imports the training stack. A
 bundle whose format, checksums (metadata or weights), software version, variables or resolution do not
 fit is refused with a message that says what differs. The format (:data:`BUNDLE_FORMAT`) changes
-whenever the metadata layout does; each change has an entry in ``CHANGELOG.md``, and a bundle of another
-format is refused naming the format it has and the one this software reads.
+whenever the metadata layout does; each change has an entry in ``CHANGELOG.md``. An older format whose
+layout is the current one less optional fields is still read (:data:`_STILL_READ`); any other format is
+refused naming the format it has and the one this software reads.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from downscale.models.config import Geometry
 from downscale.models.downscaler import DownscalerSpec, VideoDownscaler
 from downscale.version import __version__
 
-#: Layout of the bundle metadata this software writes and reads (history in CHANGELOG.md).
-BUNDLE_FORMAT = 2
+#: Layout of the bundle metadata this software writes (history in CHANGELOG.md).
+BUNDLE_FORMAT = 3
+#: Older formats this software still reads: their layout is this one less fields that default to None.
+_STILL_READ = {2: "format 3 without baselines.ensemble_quantile_mapping"}
 #: Older formats → the last software that reads them (named in the refusal).
 _LAST_READER = {1: "fv3-downscale 0.1.0 up to commit 4cbd43d (untyped metadata)"}
 _METADATA_KEY = "fv3_downscale_bundle"
@@ -128,10 +131,12 @@ def metadata_digest(document: dict[str, Any]) -> str:
 
 
 def save_bundle(path: str | Path, state: dict[str, torch.Tensor], metadata: BundleMetadata) -> BundleMetadata:
-    """Write ``state`` and ``metadata`` atomically to ``path`` (temp file, then rename)."""
+    """Write ``state`` and ``metadata`` atomically to ``path`` (temp file, then rename), in this software's
+    format whatever ``metadata`` says (a bundle read in an older format is written in this one)."""
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    document = metadata.model_copy(update={"weights_sha256": weights_digest(tensors)}).model_dump(mode="json")
+    document = metadata.model_copy(update={"weights_sha256": weights_digest(tensors), "format": BUNDLE_FORMAT}
+                                   ).model_dump(mode="json")
     document["metadata_sha256"] = metadata_digest(document)
     meta = BundleMetadata.model_validate(document)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,8 +152,9 @@ def save_bundle(path: str | Path, state: dict[str, torch.Tensor], metadata: Bund
 
 
 def _check_format(path: Path, found: Any) -> None:
-    """Refuse a bundle of another format than :data:`BUNDLE_FORMAT`, saying what reads it."""
-    if found == BUNDLE_FORMAT:
+    """Refuse a bundle of another format than :data:`BUNDLE_FORMAT` (or one of :data:`_STILL_READ`), saying what
+    reads it."""
+    if found == BUNDLE_FORMAT or found in _STILL_READ:
         return
     if not isinstance(found, int):
         raise BundleError(f"bundle {path}: its metadata names no format; this software reads format {BUNDLE_FORMAT}")

@@ -41,6 +41,7 @@ from downscale.baselines import fit_quantile_table
 from downscale.bundle import BaselineTables, BundleMetadata, TrainingRecord, load_bundle, save_bundle
 from downscale.dataset_info import DatasetInfo
 from downscale.logs import configure, share_lightning_logs
+from downscale.version import __version__
 from downscale.models.config import NetworkConfig
 from downscale.training.checkpointing import (
     LAST,
@@ -253,7 +254,8 @@ def refit_tables(bundle: str | Path, config: TrainConfig) -> BundleMetadata:
     changed, instead of training again."""
     meta, state = load_bundle(bundle)
     training = meta.training.model_copy(update={"train_config": config.model_dump(mode="json")})
-    return _export(bundle, config, meta, meta.model_copy(update={"training": training}), state)
+    rewritten = meta.model_copy(update={"training": training, "software_version": __version__})
+    return _export(bundle, config, meta, rewritten, state)
 
 
 # ---- command line -----------------------------------------------------------------------------------------

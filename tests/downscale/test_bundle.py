@@ -73,7 +73,7 @@ def test_round_trip_keeps_every_typed_field(tmp_path):
     state = _state()
     meta = save_bundle(tmp_path / "m.safetensors", state, _meta())
     loaded_meta, loaded = load_bundle(tmp_path / "m.safetensors")
-    assert loaded_meta == meta and len(meta.bundle_id) == 12 and meta.format == BUNDLE_FORMAT == 2
+    assert loaded_meta == meta and len(meta.bundle_id) == 12 and meta.format == BUNDLE_FORMAT == 3
     assert loaded_meta.model == SPEC and loaded_meta.model.network.frames == 3
     assert loaded_meta.baselines.quantile_mapping == TABLE
     assert loaded_meta.normalization["PRATEsfc"].std == 1.0 and loaded_meta.training.mode == "two_stage"
@@ -108,14 +108,32 @@ def test_an_older_format_is_refused_by_name_and_version(tmp_path):
     with pytest.raises(BundleError) as err:
         load_model(path)
     message = str(err.value)
-    assert f"bundle {path} has format 1, this software (fv3-downscale {__version__}) reads format 2" in message
+    assert f"bundle {path} has format 1, this software (fv3-downscale {__version__}) reads format 3" in message
     assert "export_bundle" in message and "commit 4cbd43d" in message
+
+
+def test_a_format_2_bundle_is_read_without_the_ensemble_table_and_rewritten_as_format_3(tmp_path):
+    """Format 3 only added ``baselines.ensemble_quantile_mapping``: a format-2 header (which lacks it) reads."""
+    state = _state()
+    meta = save_bundle(tmp_path / "m.safetensors", state, _meta())
+    document = meta.model_dump(mode="json")
+    document.pop("metadata_sha256")
+    document["format"] = 2
+    del document["baselines"]["ensemble_quantile_mapping"]
+    old = tmp_path / "format2.safetensors"
+    signed = {**document, "metadata_sha256": metadata_digest(document)}
+    save_file(state, str(old), metadata={"fv3_downscale_bundle": json.dumps(signed)})
+    read, loaded = load_bundle(old)
+    assert read.format == 2 and read.baselines.ensemble_quantile_mapping is None
+    assert read.baselines.quantile_mapping == TABLE
+    rewritten = save_bundle(tmp_path / "again.safetensors", loaded, read)
+    assert rewritten.format == BUNDLE_FORMAT == 3 and read_bundle_metadata(tmp_path / "again.safetensors") == rewritten
 
 
 def test_a_newer_or_missing_format_is_refused(tmp_path):
     path = tmp_path / "new.safetensors"
-    _write_header(path, {"format": 3})
-    with pytest.raises(BundleError, match="has format 3, .* reads format 2; update fv3-downscale"):
+    _write_header(path, {"format": 4})
+    with pytest.raises(BundleError, match="has format 4, .* reads format 3; update fv3-downscale"):
         read_bundle_metadata(path)
     _write_header(path, {"software_version": "0.1.0"})
     with pytest.raises(BundleError, match="names no format"):
