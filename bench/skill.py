@@ -3,6 +3,7 @@
     python bench/skill.py skill [--workdir skill-runs/skill]     # C8 → C64, training ≤ 45 min on 2 quiet cores
     python bench/skill.py demo  [--workdir demo-run]             # the `make demo` config (reuses a finished run)
     python bench/skill.py skill --markdown docs/skill.md         # also (re)write that config's section there
+    python bench/skill.py skill --pipeline experiment.yaml      # an edited `downscale config --preset skill`
 
 Runs the pipeline's stages in this process (``downscale.stages``, no Prefect; a complete stage is skipped, so a
 finished workdir is scored without recomputing), then scores what ships: the store written by ``generate`` with
@@ -318,9 +319,14 @@ def main() -> int:
     p.add_argument("config", choices=["skill", "demo"])
     p.add_argument("--workdir", type=Path, help="default: skill-runs/<config>")
     p.add_argument("--markdown", type=Path, help="write this config's section into this file (e.g. docs/skill.md)")
+    p.add_argument("--pipeline", type=Path, help="a pipeline YAML to run and score instead of the preset (an "
+                                                 "experiment: `downscale config --preset skill` edited)")
     args = p.parse_args()
     configure_logging()   # progress lines with timestamps, no library noise (as `downscale run`)
-    config = config_for(args.config, args.workdir or REPO / "skill-runs" / args.config)
+    if args.pipeline:
+        config = PipelineConfig.from_yaml(args.pipeline)
+    else:
+        config = config_for(args.config, args.workdir or REPO / "skill-runs" / args.config)
     text = section(args.config, config, run(config))
     print(text)
     if args.markdown:

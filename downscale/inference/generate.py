@@ -133,9 +133,11 @@ def _count(progress: ProgressLog, result: str) -> None:
 
 def local_cluster_options(threads: int, output: str | Path | None = None) -> dict:
     """``LocalCluster`` settings for the work items: ``threads`` threads of one worker in this process (the
-    items share the loaded model), no dashboard, its ``dask-scratch-space`` in the output store's folder
-    (Dask's default, the system temporary folder, when ``output`` is None)."""
-    options = {"processes": False, "n_workers": 1, "threads_per_worker": threads, "dashboard_address": None}
+    items share the loaded model), its ``dask-scratch-space`` in the output store's folder (Dask's default,
+    the system temporary folder, when ``output`` is None). The scheduler's HTTP server (dashboard, health) takes
+    a free port: ``dashboard_address=None`` still serves on 8787, and a second run at once then printed Dask's
+    "Port 8787 is already in use" warning into the log."""
+    options = {"processes": False, "n_workers": 1, "threads_per_worker": threads, "dashboard_address": ":0"}
     return options | ({"local_directory": str(Path(output).parent)} if output is not None else {})
 
 

@@ -8,9 +8,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cf_xarray  # noqa: F401  (registers the .cf accessor)
@@ -29,7 +31,7 @@ from downscale.bundle import BundleError
 from downscale.cli import main as cli
 from downscale.inference import store
 from downscale.inference.config import GenerateConfig
-from downscale.inference.generate import generate, window_joins
+from downscale.inference.generate import generate, local_cluster_options, window_joins
 from downscale.inference.store_plan import BOOKKEEPING, ITEMS, WorkItem, time_ranges
 from downscale.evaluation.evaluate import evaluate
 from downscale.training.trainer import train
@@ -316,6 +318,23 @@ def test_cli_exits_2_with_one_line_on_bad_input(setup, tmp_path, capsys):
                 "--out", str(tmp_path / "o.zarr")]) == 2
     assert "bundle" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o.zarr", ignore_errors=True)
+
+
+def test_a_second_local_cluster_at_once_prints_no_port_warning():
+    """Two runs at once: the second LocalCluster's HTTP server takes another free port without a warning."""
+    from distributed import LocalCluster
+
+    with socket.socket() as busy:
+        try:
+            busy.bind(("", 8787))
+            busy.listen()
+        except OSError:            # another process holds it already: the same situation
+            pass
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with LocalCluster(**local_cluster_options(1)):
+                pass
+    assert not [w for w in caught if "already in use" in str(w.message)]
 
 
 def test_window_joins_are_item_boundaries_and_independent_window_boundaries():
