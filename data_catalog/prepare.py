@@ -72,7 +72,7 @@ class PrepareConfig(BaseModel):
     time_step_hours: float = Field(3.0, gt=0, description="expected time step; checked against every member")
     splits: SplitConfig = SplitConfig()
     precipitation_epsilon: float = Field(PRECIPITATION_EPSILON, gt=0,
-                                         description="log-transform offset ε in kg m-2 s-1 (0.1 mm/day)")
+                                         description="log-transform offset ε in kg m-2 s-1 (1 mm/day)")
     chunk_frames: int | None = Field(None, ge=1, description="frames per Zarr chunk; default clip_frames")
     shard_frames: int | None = Field(None, ge=1, description="frames per Zarr v3 shard; default none (no shards)")
     members: tuple[str, ...] | None = Field(None, description="members to prepare; default all of the catalog")
