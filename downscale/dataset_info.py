@@ -12,13 +12,15 @@ the variables, grids, clip length, time step and normalization a model expects w
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_catalog.normalization import NormalizationStats
 from data_catalog.prepare import PreparedDataset
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DatasetInfo(BaseModel):

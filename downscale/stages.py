@@ -233,7 +233,10 @@ def _only_tables_changed(wanted: StageRecord, found: StageRecord | None) -> bool
     """Whether ``found`` differs from ``wanted`` in :data:`_TABLES_ONLY` settings and nothing else."""
     if found is None or found.inputs != wanted.inputs or found.fingerprint == wanted.fingerprint:
         return False
-    changed = {k for k in set(wanted.config) | set(found.config) if wanted.config.get(k, k) != found.config.get(k, k)}
+    def entry(config: dict[str, Any], key: str) -> tuple[bool, Any]:
+        return key in config, config.get(key)
+
+    changed = {k for k in set(wanted.config) | set(found.config) if entry(wanted.config, k) != entry(found.config, k)}
     return all(k.startswith(_TABLES_ONLY) for k in changed)
 
 

@@ -15,7 +15,8 @@ the items that are written or that another process is writing.
 An item samples its frames plus ``context_frames`` on each side (:func:`sampled_range`), rescales the
 members to the coarse input's mass per coarse cell (``mass_correction``), writes the members before that
 correction beside them (``ensemble_variants: [raw]``), the raw members quantile-mapped with the bundle's
-ensemble table (``[qm]``) and, for member block 0, the deterministic baselines, the coarse input and the truth. Memory depends on ``time_block``, never on the period's length.
+ensemble table (``[qm]``) and, for member block 0, the deterministic baselines, the coarse input and the
+truth. Memory depends on ``time_block``, never on the period's length.
 """
 
 from __future__ import annotations
