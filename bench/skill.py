@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -41,11 +40,10 @@ sys.path.insert(0, str(REPO))
 
 from data_catalog.catalog import load_catalog  # noqa: E402
 from data_catalog.member_reader import open_member  # noqa: E402
-from data_catalog.normalization import NormalizationStats  # noqa: E402
 from data_catalog.schema import SECONDS_PER_DAY as MM_DAY  # noqa: E402  (kg m-2 s-1 → mm/day)
 from downscale import stages  # noqa: E402
 from downscale.logs import configure as configure_logging  # noqa: E402
-from downscale.bundle import read_bundle_metadata  # noqa: E402
+from downscale.bundle import BundleMetadata, read_bundle_metadata  # noqa: E402
 from downscale.pipeline_config import PipelineConfig, demo_config  # noqa: E402
 from downscale.diagnostics.distribution import percentile_error, wasserstein_distance  # noqa: E402
 from downscale.diagnostics.histogram import histogram  # noqa: E402
@@ -54,6 +52,7 @@ from downscale.evaluation.score import PE_QUANTILE  # noqa: E402
 from downscale.evaluation.targets import TARGETS  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
 from downscale.report.tables import fmt  # noqa: E402
+from markdown_section import replace_section  # noqa: E402  (bench/, the script's folder)
 
 MU = "deterministic"                               # the model's mean, mass-corrected as the members are
 MU_VARIANTS = (MU, f"{MU}_raw")                    # … and as the network gives it
@@ -118,16 +117,17 @@ def noise_floor(config: PipelineConfig, truth_hist: xr.DataArray) -> dict[str, d
     return out
 
 
+def _normalized(meta: BundleMetadata, values: np.ndarray) -> np.ndarray:
+    """Precipitation ``values`` (kg m-2 s-1) in the bundle's normalized units, float64."""
+    return meta.normalization.normalize(meta.target, np.asarray(values, np.float64))
+
+
 def residual_std_ratio(config: PipelineConfig) -> float:
     """Area-weighted std of (raw member − raw μ) over that of (truth − raw μ), in the bundle's normalized units."""
     ds = open_output(config.generate.output)
     meta = read_bundle_metadata(config.generate.bundle)
-    stats = NormalizationStats.model_validate(meta.normalization)
     w = ds.area / ds.area.sum()
-
-    def norm(x: xr.DataArray) -> xr.DataArray:
-        return xr.apply_ufunc(lambda v: stats.normalize(meta.target, np.asarray(v, np.float64)), x, dask="allowed")
-
+    norm = lambda x: xr.apply_ufunc(lambda v: _normalized(meta, v), x, dask="allowed")  # noqa: E731
     mu = norm(ds[f"PRATEsfc_{MU}_raw"])
     members = ds["PRATEsfc_ensemble_raw"] if "PRATEsfc_ensemble_raw" in ds else ds.PRATEsfc
     spatial = ("tile", "grid_yt", "grid_xt")
@@ -149,7 +149,6 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
     nearly equal areas)."""
     ds = open_output(config.generate.output)
     meta = read_bundle_metadata(config.generate.bundle)
-    stats = NormalizationStats.model_validate(meta.normalization)
     f = meta.factor
     coarse = ds.PRATEsfc_coarse.values * MM_DAY                                   # (time, tile, nc, nc)
     which = np.digitize(coarse, INTENSITY_BINS[1:-1])
@@ -166,8 +165,7 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
 
     def both(name: str) -> tuple[np.ndarray, np.ndarray]:
         x = ds[name].values
-        z = stats.normalize(meta.target, x.astype(np.float64))
-        return per_bin(x * MM_DAY), per_bin(z)
+        return per_bin(x * MM_DAY), per_bin(_normalized(meta, x))
 
     truth_p, truth_z = both("PRATEsfc_truth")
     share = truth_p * np.bincount(which.ravel(), minlength=len(truth_p)) / np.nansum(
@@ -306,12 +304,9 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
 
 def write_section(path: Path, name: str, text: str) -> None:
     """Replace (or append) the ``## `name` config`` section of ``path``."""
-    doc = path.read_text() if path.exists() else (
+    replace_section(path, f"## `{name}` config", text, new_document=(
         "# Skill on the synthetic validation split\n\nEach section is reproduced (and rewritten) by "
-        "`python bench/skill.py NAME --markdown docs/skill.md`.\n\n")
-    pattern = re.compile(rf"## `{re.escape(name)}` config\n.*?(?=\n## |\Z)", re.S)
-    doc = pattern.sub(lambda _: text.rstrip("\n"), doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc if doc.endswith("\n") else doc + "\n")
+        "`python bench/skill.py NAME --markdown docs/skill.md`.\n\n"))
 
 
 def main() -> int:

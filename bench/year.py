@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from markdown_section import replace_section  # noqa: E402  (bench/, the script's folder)
 
 if TYPE_CHECKING:      # the children import only what they run: a child's peak memory is that of its job
     from downscale.pipeline_config import PipelineConfig
@@ -278,10 +279,7 @@ def markdown(m: dict, s: dict) -> str:
 
 
 def write_section(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"## `year` benchmark\n.*?(?=\n## |\Z)", re.S)
-    path.write_text(pattern.sub(lambda _: text.rstrip("\n") + "\n", doc) if pattern.search(doc) else
-                    doc.rstrip("\n") + "\n\n" + text)
+    replace_section(path, "## `year` benchmark", text)
 
 
 def with_max_steps(config: PipelineConfig, steps: int) -> PipelineConfig:

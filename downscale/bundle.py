@@ -46,8 +46,9 @@ from downscale.version import __version__
 
 #: Layout of the bundle metadata this software writes (history in CHANGELOG.md).
 BUNDLE_FORMAT = 3
-#: Older formats this software still reads: their layout is this one less fields that default to None.
-_STILL_READ = {2: "format 3 without baselines.ensemble_quantile_mapping"}
+#: Older formats this software still reads: their layout is this one less fields that default to None
+#: (format 2: no ``baselines.ensemble_quantile_mapping``).
+_STILL_READ = frozenset({2})
 #: Older formats → the last software that reads them (named in the refusal).
 _LAST_READER = {1: "fv3-downscale 0.1.0 up to commit 4cbd43d (untyped metadata)"}
 _METADATA_KEY = "fv3_downscale_bundle"
