@@ -178,7 +178,9 @@ def synthetic_data(config: PipelineConfig, overwrite: bool = False) -> StageResu
     """Generate the synthetic preset into ``workdir/data`` and write its ``catalog.yaml``."""
     syn = preset(config.data.synthetic, **config.data.synthetic_overrides)
     root, catalog = config.synthetic_root, config.catalog_path
-    wanted = StageRecord("synthetic", _settings("synthetic", "data", config.data))
+    # the preset's resolved fields too: a preset changed by an upgrade must not pass for the data made before
+    resolved = syn.model_dump(mode="json", exclude={"workers", "name"})
+    wanted = StageRecord("synthetic", {**_settings("synthetic", "data", config.data), **flatten("preset", resolved)})
     complete = (root / "synthetic.json").exists() and catalog.exists()
     verdict = _verdict(config, wanted, root, complete, overwrite)
     if not verdict.run:

@@ -113,3 +113,18 @@ def test_a_record_names_every_change_by_its_dotted_key():
     assert new.changes_from(new) == [] and new.fingerprint != old.fingerprint
     assert flatten("train", {"optimizer": {"lr": 1e-3}, "network": ["tiny"]}) == {"train.optimizer.lr": 1e-3,
                                                                                    "train.network": ["tiny"]}
+
+
+def test_synthetic_data_made_by_another_version_of_its_preset_is_not_reused(tmp_path):
+    """The synthetic stage records the preset's resolved fields, not just its name: data a preset made before
+    an upgrade changed it (here: recorded with 24 times where the preset now makes 32) stop the run by name."""
+    config = demo_config(tmp_path / "run", preset="tests")
+    assert not stages.synthetic_data(config).skipped
+    assert stages.synthetic_data(config).skipped
+    root = config.synthetic_root
+    record = json.loads(record_path(root).read_text())
+    assert record["config"]["preset.n_times"] == 32 and record["config"]["preset.members"] == ["0001", "0002"]
+    old = StageRecord("synthetic", {**record["config"], "preset.n_times": 24})
+    old.write(root)
+    with pytest.raises(stages.StageChangedError, match=r"^synthetic: preset.n_times changed 24→32 since .* set overwrite"):
+        stages.synthetic_data(config)
