@@ -179,8 +179,8 @@ def synthetic_data(config: PipelineConfig, overwrite: bool = False) -> StageResu
     syn = preset(config.data.synthetic, **config.data.synthetic_overrides)
     root, catalog = config.synthetic_root, config.catalog_path
     # the preset's resolved fields too: a preset changed by an upgrade must not pass for the data made before
-    resolved = syn.model_dump(mode="json", exclude={"workers", "name"})
-    wanted = StageRecord("synthetic", {**_settings("synthetic", "data", config.data), **flatten("preset", resolved)})
+    shaping = flatten("preset", syn.shaping_fields())
+    wanted = StageRecord("synthetic", {**_settings("synthetic", "data", config.data), **shaping})
     complete = (root / "synthetic.json").exists() and catalog.exists()
     verdict = _verdict(config, wanted, root, complete, overwrite)
     if not verdict.run:

@@ -103,10 +103,13 @@ class SyntheticConfig(BaseModel):
         """A 63-bit seed per member, from (seed, member name) only."""
         return int.from_bytes(hashlib.sha256(f"{self.seed}:{member}".encode()).digest()[:8], "little") >> 1
 
+    def shaping_fields(self) -> dict[str, Any]:
+        """Every field that shapes the data (not ``workers`` nor ``name``), as JSON values."""
+        return self.model_dump(mode="json", exclude={"workers", "name"})
+
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the data (not ``workers``): equal fingerprints, equal stores."""
-        doc = self.model_dump(mode="json", exclude={"workers", "name"})
-        return f"{zlib.crc32(json.dumps(doc, sort_keys=True).encode()):08x}"
+        """Hash of :meth:`shaping_fields`: equal fingerprints, equal stores."""
+        return f"{zlib.crc32(json.dumps(self.shaping_fields(), sort_keys=True).encode()):08x}"
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -21,7 +21,7 @@ def _field(values: np.ndarray, chunks: int = 3, units: str = "kg m-2 s-1") -> xr
                         dims=("time", "tile", "y", "x"), attrs={"units": units})
 
 
-def test_epsilon_is_a_tenth_of_a_millimetre_per_day():
+def test_epsilon_is_one_millimetre_per_day():
     assert PRECIPITATION_EPSILON * 86400 == pytest.approx(1.0)
 
 
