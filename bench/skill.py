@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from data_catalog.catalog import load_catalog  # noqa: E402
+from data_catalog.halo import EDGE_CONNECTIVITY, halo_pad  # noqa: E402
 from data_catalog.member_reader import open_member  # noqa: E402
 from data_catalog.schema import SECONDS_PER_DAY as MM_DAY  # noqa: E402  (kg m-2 s-1 → mm/day)
 from downscale import stages  # noqa: E402
@@ -219,6 +220,46 @@ def jumps_by_cell_size(config: PipelineConfig) -> list[dict[str, float | str]]:
     return rows
 
 
+def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
+    """Whether the seam excess depends on the tiles' orientation: the seam ratio (the jump across a tile edge
+    over the jump across the coarse-cell edge f cells in, on the same lines: the like-for-like reference of
+    :func:`downscale.diagnostics.consistency.seam_statistics`) of the cube's 12 tile edges (the E and N edge of
+    every tile), split into the 6 edges where the neighbour's grid runs the same way ("straight": E↔W, N↔S) and
+    the 6 where it is turned by 90° ("turned": E↔S, N↔W; a convolution's learned, direction-bound features
+    change meaning across those). Mean |jump| in normalized log units for the truth; ensembles as ratio to the
+    truth (members pooled)."""
+    ds = open_output(config.generate.output)
+    meta = read_bundle_metadata(config.generate.bundle)
+    f = meta.factor
+    turned_e = np.array([EDGE_CONNECTIVITY[t]["E"][1] in ("S", "N") for t in range(6)])
+    turned_n = np.array([EDGE_CONNECTIVITY[t]["N"][1] in ("W", "E") for t in range(6)])
+
+    def per_kind(name: str) -> dict[str, float]:
+        z = _normalized(meta, ds[name].values).astype(np.float32)
+        z = z.reshape(-1, *z.shape[-3:])                                          # (frames, 6, n, n)
+        halo = halo_pad(z, 1)
+        pairs = {"across the tile edge": (np.abs(z[..., :, -1] - halo[..., 1:-1, -1]),
+                                          np.abs(z[..., -1, :] - halo[..., -1, 1:-1])),
+                 f"across the coarse-cell edge {f} cells in": (np.abs(z[..., :, -f] - z[..., :, -f - 1]),
+                                                               np.abs(z[..., -f, :] - z[..., -f - 1, :]))}
+        out = {}
+        for kind, sel_e, sel_n in (("straight", ~turned_e, ~turned_n), ("turned", turned_e, turned_n)):
+            for where, (e, n) in pairs.items():
+                out[f"{kind} edges, jump {where}"] = float(np.concatenate([e[:, sel_e].ravel(), n[:, sel_n].ravel()]).mean())
+            across, inner = (out[f"{kind} edges, jump {where}"] for where in pairs)
+            out[f"{kind} edges, seam ratio"] = across / inner
+        return out
+
+    truth = per_kind("PRATEsfc_truth")
+    rows = [{"pair": key, "truth": value} for key, value in truth.items()]
+    for src in ("ensemble", "ensemble_raw", "ensemble_qm"):
+        name = "PRATEsfc" if src == "ensemble" else f"PRATEsfc_{src}"
+        if name in ds:
+            for row, (key, value) in zip(rows, per_kind(name).items(), strict=True):
+                row[src] = value / truth[key]
+    return rows
+
+
 def learning_curve(config: PipelineConfig) -> list[dict[str, str]]:
     path = Path(config.train.output_dir) / "logs" / "metrics.csv"
     if not path.exists():
@@ -332,6 +373,13 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
               "wavenumbers are:", "", "| cell area ÷ mean | truth | " + " | ".join(ens) + " |",
               "|---" * (2 + len(ens)) + "|"]
     lines += [f"| {r['bin']} | {fmt(r['truth'])} | " + " | ".join(fmt(r[src]) for src in ens) + " |" for r in jumps]
+    seams = seam_by_edge_kind(config)
+    ens = [src for src in ("ensemble", "ensemble_raw", "ensemble_qm") if src in seams[0]]
+    lines += ["", "Seams by edge kind (the 6 tile edges where the neighbour's grid runs the same way, \"straight\", and "
+              "the 6 where it is turned by 90°, \"turned\"; mean |jump| in normalized log units and the seam ratio "
+              "per kind; ensembles as ratio to the truth):", "",
+              "| pair | truth | " + " | ".join(ens) + " |", "|---" * (2 + len(ens)) + "|"]
+    lines += [f"| {r['pair']} | {fmt(r['truth'])} | " + " | ".join(fmt(r[src]) for src in ens) + " |" for r in seams]
     curve = learning_curve(config)
     if curve:
         lines += ["", "Learning curve (validation clips, EMA weights, production sampler, no mass correction):", "",

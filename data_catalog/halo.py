@@ -125,6 +125,38 @@ def halo_index_maps(n: int, width: int) -> HaloMaps:
     return maps
 
 
+def turned_edge(tile: int, edge: str) -> int:
+    """How the neighbour's grid beyond ``edge`` of ``tile`` is turned against the tile's own: 0 where it runs
+    the same way (E↔W, N↔S: the cube's 6 straight edges), else the quarter turns (+1 or −1, counter-clockwise
+    positive) that carry the tile's (x, y) axes onto the neighbour's. Every tile has two turned edges: beyond N
+    and S the neighbour's axes are the tile's turned by −90° (x → −y, y → x), beyond W and E by +90°."""
+    nbr_edge = EDGE_CONNECTIVITY[tile][edge][1]
+    if (edge in (W, E)) == (nbr_edge in (W, E)):
+        return 0
+    return -1 if edge in (S, N) else 1
+
+
+@lru_cache(maxsize=32)
+def turned_strip_positions(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions (into the padded ``6·P·P``, P = n + 2w) of the edge-strip cells of a ``width``-deep halo
+    whose source tile's grid is turned by −90° (first array: the N and S strips of turned edges) and by +90°
+    (second: W and E), as :func:`turned_edge` says; corner blocks are in neither."""
+    n, w = int(n), int(width)
+    p = n + 2 * w
+    depth, along = np.meshgrid(np.arange(1, w + 1), np.arange(n), indexing="ij")
+    out: dict[int, list[np.ndarray]] = {-1: [], 1: []}
+    for t in range(N_TILES):
+        for edge in EDGES:
+            turn = turned_edge(t, edge)
+            if turn:
+                pj, pi = _strip_positions(edge, depth, along, n, w)
+                out[turn].append(((t * p + pj) * p + pi).ravel())
+    minus, plus = (np.concatenate(out[k]) for k in (-1, 1))
+    for a in (minus, plus):
+        a.setflags(write=False)
+    return minus, plus
+
+
 @lru_cache(maxsize=64)
 def _torch_maps(n: int, width: int, device: str) -> HaloMaps:
     import torch

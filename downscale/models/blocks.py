@@ -81,9 +81,9 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, emb_channels: int | None = None, *, dropout: float = 0.0,
-                 geometry: Geometry = "cube", patch_padding: str = "replicate") -> None:
+                 geometry: Geometry = "cube", patch_padding: str = "replicate", seam_transform: bool = False) -> None:
         super().__init__()
-        conv = dict(geometry=geometry, patch_padding=patch_padding)
+        conv = dict(geometry=geometry, patch_padding=patch_padding, seam_transform=seam_transform)
         self.norm0 = GroupNorm(in_channels)
         self.conv0 = CubeConv2d(in_channels, out_channels, 3, **conv)
         self.affine = nn.Linear(emb_channels, 2 * out_channels) if emb_channels else None

@@ -68,6 +68,10 @@ class NetworkConfig(BaseModel):
     space_to_depth: int = Field(
         1, ge=1, description="pixel-unshuffle stem: fold s×s cells into channels before level 0 and unfold them "
                              "after the last layer (per tile; s = 1: off). A CPU economy, not the paper's choice")
+    seam_transform: bool = Field(
+        False, description="cube geometry: a learned C×C map (one per turn sense, starting at the identity) of the "
+                           "features every 3×3 convolution takes across the cube's 6 edges where the neighbour's grid "
+                           "is turned by 90° (CubeConv2d)")
     activation_checkpointing: bool = Field(False, description="recompute each block in backward to save memory")
 
     @property
@@ -105,6 +109,9 @@ class NetworkConfig(BaseModel):
                     f"{name} {value} names level(s) {bad} but channel_mult {self.channel_mult} has levels "
                     f"0..{self.num_levels - 1}"
                 )
+        if self.seam_transform and self.geometry == "patch":
+            raise ValueError("seam_transform needs cube geometry: a patch has no tile seam (its margin comes from the "
+                             "data layer, already in the patch's own frame), so the maps would never be used")
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd (the clip is padded symmetrically), got {self.temporal_kernel}")
         if self.temporal_mixing == "attention" and self.frames > 1 and self.temporal_levels == ():

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_catalog.halo import halo_index_maps, halo_pad
+from data_catalog.halo import halo_index_maps, halo_pad, turned_strip_positions
 from data_catalog.schema import N_TILES
 from downscale.models.config import Geometry
 
@@ -94,10 +94,19 @@ class CubeConv2d(nn.Module):
     Shapes: cube ``(N, C_in, 6, H, W) → (N, C_out, 6, H, W)``; patch ``(N, C_in, H, W) → (N, C_out, H, W)``.
     ``init_scale`` multiplies the Xavier-uniform initial weights (small for the last layer of a residual
     branch, as in EDM's DDPM++); biases start at zero.
+
+    ``seam_transform`` (cube geometry, k > 1): the halo cells taken from a neighbour whose grid is turned by a
+    quarter turn (the cube's 6 turned edges, :func:`data_catalog.halo.turned_edge`) are first multiplied by a
+    learned ``C_in × C_in`` matrix, one per turn sense (−90°, +90°), both starting at the identity. A learned
+    feature that is bound to the grid's directions (a gradient along x, say) means another thing on a turned
+    neighbour; the matrices let the network carry its features across such an edge as a gauge transform would
+    (Cohen et al. 2019, "Gauge equivariant convolutional networks"), instead of mixing two frames. Straight
+    edges and corner blocks are left as they are.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, bias: bool = True,
-                 geometry: Geometry = "cube", patch_padding: str = "replicate", init_scale: float = 1.0) -> None:
+                 geometry: Geometry = "cube", patch_padding: str = "replicate", init_scale: float = 1.0,
+                 seam_transform: bool = False) -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"CubeConv2d needs an odd kernel >= 1, got {kernel}")
@@ -109,6 +118,8 @@ class CubeConv2d(nn.Module):
         with torch.no_grad():
             self.weight.mul_(init_scale)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.turn_maps = (nn.Parameter(torch.eye(in_channels).repeat(2, 1, 1)) if seam_transform and kernel > 1
+                          else None)                          # (2, C_in, C_in): the −90° and the +90° turn
 
     @property
     def halo_width(self) -> int:
@@ -128,11 +139,32 @@ class CubeConv2d(nn.Module):
             return F.conv2d(x, self.weight, self.bias)
         if w:
             x = cube_halo(x, w)                                             # (N, C, 6, H+2w, W+2w)
+            if self.turn_maps is not None:
+                x = turn_halo_features(x, self.turn_maps, w)
         # A (1, k, k) kernel over (tile, y, x) = the same 2-D convolution on every tile, padding=0.
         return F.conv3d(x, self.weight.unsqueeze(2), self.bias)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, geometry={self.geometry}"
+        turn = ", seam_transform" if self.turn_maps is not None else ""
+        return f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, geometry={self.geometry}{turn}"
+
+
+def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int) -> torch.Tensor:
+    """``(N, C, 6, P, P) → (N, C, 6, P, P)``: the halo strips from turned neighbours (−90°, +90°: the two
+    arrays of :func:`data_catalog.halo.turned_strip_positions`) multiplied by ``turn_maps[0]`` and
+    ``turn_maps[1]`` (each ``C × C``) over channels; every other cell unchanged (out of place)."""
+    n_batch, c = padded.shape[:2]
+    n = padded.shape[-1] - 2 * width
+    flat = padded.reshape(n_batch, c, -1)
+    for turn_map, positions in zip(turn_maps, _turned_positions(n, width, str(padded.device)), strict=True):
+        strip = flat.index_select(-1, positions)                             # (N, C, m)
+        flat = flat.index_copy(-1, positions, torch.matmul(turn_map.to(strip.dtype), strip))
+    return flat.view(padded.shape)
+
+
+@lru_cache(maxsize=64)
+def _turned_positions(n: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.tensor(a, device=device) for a in turned_strip_positions(n, width))
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:

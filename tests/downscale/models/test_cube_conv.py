@@ -145,3 +145,60 @@ def test_space_to_depth_round_trips_per_tile():
     assert folded.shape == (2, 12, 6, N // 2, N // 2)
     assert torch.equal(folded[:, :4, 5], F.pixel_unshuffle(x[:, :1, 5], 2))      # tiles never mix
     assert torch.equal(depth_to_space(folded, 2), x)
+
+
+def _index_gradient(field: np.ndarray) -> torch.Tensor:
+    """``(6, n, n) → (1, 2, 6, n, n)``: centred differences of ``field`` along each tile's own x and y index
+    (one-sided at the tile's edges): a feature pair bound to the tile's grid directions."""
+    gx, gy = np.gradient(field, axis=-1), np.gradient(field, axis=-2)
+    return torch.tensor(np.stack([gx, gy])[None])
+
+
+def test_seam_transform_carries_direction_bound_features_across_turned_edges():
+    """The gradient of a smooth field along the tile's x and y is a pair of features that means another thing on a
+    turned neighbour. With the quarter-turn matrices of the cube's geometry (+90°: the tile's x is the
+    neighbour's y, its y the neighbour's −x), the halo cells across the 6 turned edges continue the edge cells'
+    gradient as closely as across the 6 straight edges; without them (the identity, where training starts) they
+    do not. Straight strips and interiors are never touched."""
+    from data_catalog.halo import EDGES, turned_edge
+    from downscale.models.cube_conv import cube_halo, turn_halo_features
+
+    n = 16
+    v = cell_centre_unit_vectors(n)                                             # (6, n, n, 3)
+    field = np.sin(2.0 * v[..., 0] + 1.0) + np.cos(1.5 * v[..., 1] - 0.5 * v[..., 2])
+    padded = cube_halo(_index_gradient(field), 1)
+    plus = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])                              # neighbour turned +90°
+    turned = turn_halo_features(padded, torch.stack([plus.T, plus]), 1)
+    untouched = turn_halo_features(padded, torch.eye(2).repeat(2, 1, 1), 1)
+    assert torch.equal(untouched, padded)
+
+    def strip_jumps(p: torch.Tensor, turned_strips: bool) -> float:
+        """Mean |feature in the halo − feature in the edge cell| over the strips of one kind."""
+        jumps = []
+        for t in range(6):
+            for edge in EDGES:
+                if bool(turned_edge(t, edge)) != turned_strips:
+                    continue
+                halo, inner = {"W": (p[0, :, t, 1:-1, 0], p[0, :, t, 1:-1, 1]), "E": (p[0, :, t, 1:-1, -1], p[0, :, t, 1:-1, -2]),
+                               "S": (p[0, :, t, 0, 1:-1], p[0, :, t, 1, 1:-1]), "N": (p[0, :, t, -1, 1:-1], p[0, :, t, -2, 1:-1])}[edge]
+                jumps.append((halo - inner).abs().mean())
+        return float(torch.stack(jumps).mean())
+
+    straight = strip_jumps(padded, turned_strips=False)
+    assert strip_jumps(turned, turned_strips=False) == straight               # straight edges: not touched
+    assert strip_jumps(turned, turned_strips=True) < 1.5 * straight           # carried across: as smooth as straight
+    wrong_sense = turn_halo_features(padded, torch.stack([plus, plus.T]), 1)
+    assert strip_jumps(wrong_sense, turned_strips=True) > 3 * straight        # the turn senses matter
+    assert strip_jumps(padded, turned_strips=True) > 3 * straight             # mixed frames: a jump at the seam
+    assert torch.equal(turned[..., 1:-1, 1:-1], padded[..., 1:-1, 1:-1])      # interiors unchanged
+
+
+def test_seam_transform_starts_as_the_plain_convolution_and_learns():
+    torch.manual_seed(0)
+    plain, gauged = CubeConv2d(3, 4, 3), CubeConv2d(3, 4, 3, seam_transform=True)
+    gauged.load_state_dict({**plain.state_dict(), "turn_maps": torch.eye(3).repeat(2, 1, 1)})
+    x = torch.randn(2, 3, 6, N, N, requires_grad=True)
+    assert torch.allclose(gauged(x), plain(x), atol=1e-6)                      # identity maps: the same layer
+    gauged(x).square().sum().backward()
+    assert gauged.turn_maps.grad is not None and gauged.turn_maps.grad.abs().sum() > 0
+    assert CubeConv2d(3, 4, 1, seam_transform=True).turn_maps is None         # a 1×1 layer takes no halo

@@ -43,6 +43,7 @@ def test_spatial_shape_error_names_the_factor_and_the_levels():
         ({"geometry": "sphere"}, "geometry"),
         ({"base_chanels": 8}, "base_chanels"),
         ({"temporal_levels": ()}, "mixes nothing"),
+        ({"seam_transform": True, "geometry": "patch"}, "seam_transform needs cube geometry"),
     ],
 )
 def test_invalid_configs_are_refused_with_a_message(fields, message):
