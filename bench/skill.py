@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from data_catalog.catalog import load_catalog  # noqa: E402
-from data_catalog.halo import EDGE_CONNECTIVITY, halo_pad  # noqa: E402
+from data_catalog.halo import halo_pad, turned_edge  # noqa: E402
 from data_catalog.member_reader import open_member  # noqa: E402
 from data_catalog.schema import SECONDS_PER_DAY as MM_DAY  # noqa: E402  (kg m-2 s-1 → mm/day)
 from downscale import stages  # noqa: E402
@@ -123,6 +123,21 @@ def _normalized(meta: BundleMetadata, values: np.ndarray) -> np.ndarray:
     return meta.normalization.normalize(meta.target, np.asarray(values, np.float64))
 
 
+#: The ensembles a store may hold, and their variables.
+ENSEMBLES = {"ensemble": "PRATEsfc", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble_qm": "PRATEsfc_ensemble_qm"}
+
+
+def _ensembles(ds: xr.Dataset) -> dict[str, str]:
+    """``{source: variable}`` of the :data:`ENSEMBLES` present in ``ds``."""
+    return {src: name for src, name in ENSEMBLES.items() if name in ds}
+
+
+def _log_frames(ds: xr.Dataset, meta: BundleMetadata, name: str) -> np.ndarray:
+    """``ds[name]`` in the bundle's normalized log units as float32 frames ``(frames, 6, n, n)`` (members folded in)."""
+    z = _normalized(meta, ds[name].values).astype(np.float32)
+    return z.reshape(-1, *z.shape[-3:])
+
+
 def residual_std_ratio(config: PipelineConfig) -> float:
     """Area-weighted std of (raw member − raw μ) over that of (truth − raw μ), in the bundle's normalized units."""
     ds = open_output(config.generate.output)
@@ -175,10 +190,7 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
     for i, (lo, hi) in enumerate(zip(INTENSITY_BINS[:-1], INTENSITY_BINS[1:], strict=True)):
         rows.append({"bin": f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"≥ {lo:g}",
                      "cells": float(np.sum(which == i)), "truth_var": truth_p[i], "truth_share": share[i]})
-    for src in ("ensemble", "ensemble_raw", "ensemble_qm"):
-        name = "PRATEsfc" if src == "ensemble" else f"PRATEsfc_{src}"
-        if name not in ds:
-            continue
+    for src, name in _ensembles(ds).items():
         p, z = both(name)
         for i, row in enumerate(rows):
             row[f"{src}_phys"], row[f"{src}_log"] = p[i] / truth_p[i], z[i] / truth_z[i]
@@ -204,19 +216,16 @@ def jumps_by_cell_size(config: PipelineConfig) -> list[dict[str, float | str]]:
     counts = np.bincount(which, minlength=CELL_SIZE_BINS)
 
     def per_bin(name: str) -> np.ndarray:
-        z = _normalized(meta, ds[name].values).astype(np.float32)
-        z = z.reshape(-1, *z.shape[-3:])                                          # (frames, 6, n, n)
+        z = _log_frames(ds, meta, name)
         jumps = np.concatenate([np.abs(np.diff(z, axis=-1)).reshape(len(z), -1),
                                 np.abs(np.diff(z, axis=-2)).reshape(len(z), -1)], axis=1).mean(0)
         return np.bincount(which, weights=jumps, minlength=CELL_SIZE_BINS) / counts
 
     truth = per_bin("PRATEsfc_truth")
     rows = [{"bin": f"{lo:.2f}–{hi:.2f}", "truth": truth[i]} for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
-    for src in ("ensemble", "ensemble_raw", "ensemble_qm"):
-        name = "PRATEsfc" if src == "ensemble" else f"PRATEsfc_{src}"
-        if name in ds:
-            for row, value in zip(rows, per_bin(name) / truth, strict=True):
-                row[src] = value
+    for src, name in _ensembles(ds).items():
+        for row, value in zip(rows, per_bin(name) / truth, strict=True):
+            row[src] = value
     return rows
 
 
@@ -231,12 +240,10 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
     ds = open_output(config.generate.output)
     meta = read_bundle_metadata(config.generate.bundle)
     f = meta.factor
-    turned_e = np.array([EDGE_CONNECTIVITY[t]["E"][1] in ("S", "N") for t in range(6)])
-    turned_n = np.array([EDGE_CONNECTIVITY[t]["N"][1] in ("W", "E") for t in range(6)])
+    turned_e, turned_n = (np.array([turned_edge(t, edge) != 0 for t in range(6)]) for edge in ("E", "N"))
 
     def per_kind(name: str) -> dict[str, float]:
-        z = _normalized(meta, ds[name].values).astype(np.float32)
-        z = z.reshape(-1, *z.shape[-3:])                                          # (frames, 6, n, n)
+        z = _log_frames(ds, meta, name)
         halo = halo_pad(z, 1)
         pairs = {"across the tile edge": (np.abs(z[..., :, -1] - halo[..., 1:-1, -1]),
                                           np.abs(z[..., -1, :] - halo[..., -1, 1:-1])),
@@ -252,11 +259,9 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
 
     truth = per_kind("PRATEsfc_truth")
     rows = [{"pair": key, "truth": value} for key, value in truth.items()]
-    for src in ("ensemble", "ensemble_raw", "ensemble_qm"):
-        name = "PRATEsfc" if src == "ensemble" else f"PRATEsfc_{src}"
-        if name in ds:
-            for row, (key, value) in zip(rows, per_kind(name).items(), strict=True):
-                row[src] = value / truth[key]
+    for src, name in _ensembles(ds).items():
+        for row, (key, value) in zip(rows, per_kind(name).items(), strict=True):
+            row[src] = value / truth[key]
     return rows
 
 

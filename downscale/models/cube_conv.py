@@ -154,17 +154,19 @@ def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int
     arrays of :func:`data_catalog.halo.turned_strip_positions`) multiplied by ``turn_maps[0]`` and
     ``turn_maps[1]`` (each ``C × C``) over channels; every other cell unchanged (out of place)."""
     n_batch, c = padded.shape[:2]
-    n = padded.shape[-1] - 2 * width
+    minus, plus, both = _turned_positions(padded.shape[-1] - 2 * width, width, str(padded.device))
     flat = padded.reshape(n_batch, c, -1)
-    for turn_map, positions in zip(turn_maps, _turned_positions(n, width, str(padded.device)), strict=True):
-        strip = flat.index_select(-1, positions)                             # (N, C, m)
-        flat = flat.index_copy(-1, positions, torch.matmul(turn_map.to(strip.dtype), strip))
-    return flat.view(padded.shape)
+    maps = turn_maps.to(flat.dtype)
+    turned = torch.cat([torch.matmul(maps[0], flat.index_select(-1, minus)),
+                        torch.matmul(maps[1], flat.index_select(-1, plus))], dim=-1)      # (N, C, m)
+    return flat.index_copy(-1, both, turned).view(padded.shape)                      # one copy of the padded map
 
 
 @lru_cache(maxsize=64)
-def _turned_positions(n: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple(torch.tensor(a, device=device) for a in turned_strip_positions(n, width))
+def _turned_positions(n: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The −90° and +90° strip positions, and both in that order (what :func:`turn_halo_features` writes)."""
+    minus, plus = (torch.tensor(a, device=device) for a in turned_strip_positions(n, width))
+    return minus, plus, torch.cat([minus, plus])
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
