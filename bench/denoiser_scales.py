@@ -12,7 +12,9 @@ On a few validation clips (whole cubes, normalized units, EMA weights, fixed see
    (Wiener) denoiser would reach on a residual with the truth's spectrum, which shows where a ratio below 1
    is possible at all;
 2. residuals sampled with the production sampler (or ``--sampler-steps/--sigma-min/--sigma-max/--rho``):
-   their std over the true residual's, and ``ln(P_band(r̂)/P_band(r))`` per band.
+   their std over the true residual's, and ``ln(P_band(r̂)/P_band(r))`` per band — as shipped (sample and μ
+   floored at zero rain, the definition of ``val/residual_std_ratio`` and ``bench/skill.py``) and before the
+   floor (the network's raw output, which puts about a third of its cells below zero rain).
 
 Definitions and conventions: :mod:`downscale.models.scale_diagnostics`; reading the table: docs/training.md,
 "Does the denoiser learn every scale?".
@@ -34,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from data_catalog.clips import ClipDataset, collate_clips  # noqa: E402
 from data_catalog.prepare import PreparedDataset  # noqa: E402
+from downscale.dataset_info import DatasetInfo  # noqa: E402
 from downscale.models.conditioning import build_conditioning  # noqa: E402
 from downscale.models.downscaler import VideoDownscaler  # noqa: E402
 from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig  # noqa: E402
@@ -47,6 +50,9 @@ from downscale.models.scale_diagnostics import (  # noqa: E402
     sampled_residual_stats,
 )
 
+#: The two readings of the sampled residual (:func:`evaluate`), as the table names them.
+SAMPLED_KINDS = {"shipped": "as shipped (sample and μ floored at zero rain)", "unfloored": "before the floor"}
+
 DEFAULT_SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 80.0)
 
 
@@ -55,6 +61,7 @@ class Loaded:
     """A model with EMA weights (eval mode, cube geometry) and what is needed to feed it."""
 
     net: VideoDownscaler
+    info: DatasetInfo
     factor: int
     prepared: Path
     area_weights: torch.Tensor
@@ -74,7 +81,7 @@ def load_checkpoint(path: Path, device: str, prepared: Path | None) -> Loaded:
     module.ema.copy_to(module.net)           # the EMA weights: what validation and the bundle use
     net = module.net.eval()
     net.geometry = "cube"
-    return Loaded(net.to(device), module.info.factor, Path(prepared or module.info.path),
+    return Loaded(net.to(device), module.info, module.info.factor, Path(prepared or module.info.path),
                   module.area_weights.detach().clone(), int(ckpt["global_step"]), f"checkpoint {path}")
 
 
@@ -87,7 +94,7 @@ def load_bundle_model(path: Path, device: str, prepared: Path | None) -> Loaded:
     net.geometry = "cube"
     data = Path(prepared or meta.path)
     weights = fine_area_weights(PreparedDataset.open(data))
-    return Loaded(net, meta.factor, data, weights, meta.training.steps, f"bundle {path}")
+    return Loaded(net, meta, meta.factor, data, weights, meta.training.steps, f"bundle {path}")
 
 
 def pick_clips(dataset: ClipDataset, count: int) -> list[int]:
@@ -98,14 +105,19 @@ def pick_clips(dataset: ClipDataset, count: int) -> list[int]:
     return indices
 
 
+@torch.no_grad()
 def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, sampler: SamplerConfig,
              split: str = "validation", seed: int = 0, device: str = "cpu"
-             ) -> tuple[DenoiserBandErrors, SampledResidualStats, list[int]]:
-    """Both diagnostics on ``clips`` clips of ``split`` (see the module docstring)."""
-    net = loaded.net
+             ) -> tuple[DenoiserBandErrors, dict[str, SampledResidualStats], list[int]]:
+    """Both diagnostics on ``clips`` clips of ``split`` (see the module docstring); the sampled residuals'
+    statistics ``"shipped"`` (sample and μ floored at zero rain, as ``generate`` writes them: the definition of
+    ``val/residual_std_ratio`` and of ``bench/skill.py``) and ``"unfloored"`` (the network's raw output)."""
+    net, shipped = loaded.net, loaded.info.shipped_target
     dataset = ClipDataset(loaded.prepared, split, "cube")
     indices = pick_clips(dataset, clips)
-    parts, sampled, truth = [], [], []
+    parts: list[DenoiserBandErrors] = []
+    sampled: dict[str, list[torch.Tensor]] = {"shipped": [], "unfloored": []}
+    truth: dict[str, list[torch.Tensor]] = {"shipped": [], "unfloored": []}
     for j, index in enumerate(indices):
         batch = collate_clips([dataset[index]])
         coarse, static = batch["coarse"].to(device), batch["static"].to(device)
@@ -121,15 +133,19 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
         draws = []
         for _ in range(samples):
             latents = torch.randn(mu.shape, generator=latent_gen, dtype=torch.float64).to(device)
-            draws.append((net.sample(cond, latents, sampler, mean=mu) - mu).float().cpu())
-        sampled.append(torch.stack(draws))
-        truth.append(residual.cpu())
+            draws.append(net.sample(cond, latents, sampler, mean=mu).float().cpu())
+        draws_t, mu_c, target_c = torch.stack(draws), mu.float().cpu(), target.float().cpu()
+        sampled["unfloored"].append(draws_t - mu_c)
+        truth["unfloored"].append(residual.cpu())
+        sampled["shipped"].append(shipped(draws_t) - shipped(mu_c))
+        truth["shipped"].append(target_c - shipped(mu_c))
         print(f"  clip {j + 1}/{len(indices)} (#{index}) done", file=sys.stderr, flush=True)
-    stats = sampled_residual_stats(torch.cat(sampled, dim=1), torch.cat(truth), loaded.area_weights.cpu())
+    stats = {kind: sampled_residual_stats(torch.cat(sampled[kind], dim=1), torch.cat(truth[kind]),
+                                          loaded.area_weights.cpu()) for kind in sampled}
     return combine(parts), stats, indices
 
 
-def markdown(errors: DenoiserBandErrors, stats: SampledResidualStats) -> str:
+def markdown(errors: DenoiserBandErrors, stats: dict[str, SampledResidualStats]) -> str:
     """The σ × band table of the model's and the oracle's error ratio, and the sampled-residual lines."""
     lo, hi = band_edges(errors.n)
     ratio, oracle = errors.ratio.tolist(), errors.oracle_ratio.tolist()
@@ -145,8 +161,9 @@ def markdown(errors: DenoiserBandErrors, stats: SampledResidualStats) -> str:
     lines += ["",
               "true residual: mean square " + f"{float(errors.residual_band_power.sum()):.4g}, by band "
               + ", ".join(f"{b} {float(v):.1%}" for b, v in zip(BANDS, share, strict=True)),
-              f"sampled residual ({stats.samples} per clip): std ratio {stats.std_ratio:.3f}; "
-              "ln(P_band(r̂)/P_band(r)): " + ", ".join(f"{b} {stats.ln_power_ratio[b]:+.3f}" for b in BANDS)]
+              *(f"sampled residual {SAMPLED_KINDS[kind]} ({s.samples} per clip): std ratio {s.std_ratio:.3f}; "
+                "ln(P_band(r̂)/P_band(r)): " + ", ".join(f"{b} {s.ln_power_ratio[b]:+.3f}" for b in BANDS)
+                for kind, s in stats.items())]
     return "\n".join(lines)
 
 
@@ -195,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         doc = {"source": loaded.source, "step": loaded.step, "split": args.split, "clips": indices,
                "seed": args.seed, "sampler": sampler.model_dump(), "denoiser": errors.as_dict(),
-               "sampled_residual": stats.as_dict()}
+               "sampled_residual": stats["shipped"].as_dict(),
+               "sampled_residual_unfloored": stats["unfloored"].as_dict()}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2))
     return 0

@@ -24,8 +24,9 @@ clipped at 0), before any mass correction, scored by the report's statistics
 ``crps_fair`` / ``crps_standard``), ``val/mae_mean`` (area-weighted MAE of μ), ``val/q999_ratio``,
 ``val/q9999_ratio`` (predicted / true 99.9th and 99.99th pooled area-weighted percentile, on the report's bins:
 its ``quantile_value`` statistic), ``val/tail_error`` (mean |ratio − 1|) and ``val/residual_std_ratio``
-(area-weighted std of the sampled residual x − μ over that of the true residual y − μ, normalized units: 1 for
-a well-dispersed diffusion). The scores are computed on the CPU; their sums and histograms are reduced over
+(area-weighted std of the sampled residual x − μ over that of the true residual y − μ, normalized units, with x
+and μ as ``generate`` ships them — floored at zero rain, :meth:`DatasetInfo.shipped_target` —: 1 for a
+well-dispersed diffusion). The scores are computed on the CPU; their sums and histograms are reduced over
 ranks before logging.
 """
 
@@ -266,8 +267,8 @@ class DownscalingModule(pl.LightningModule):
         ensemble = self.info.physical_target(normalized)
         truth, mean = self.info.physical_target(target[keep]), self.info.physical_target(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
-        mu_kept = mu[keep].float()
         self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))
-        residual = (((normalized - mu_kept) ** 2).mean(0), (target[keep].float() - mu_kept) ** 2)
+        shipped, mu_shipped = self.info.shipped_target(normalized), self.info.shipped_target(mu[keep])
+        residual = (((shipped - mu_shipped) ** 2).mean(0), (target[keep].float() - mu_shipped) ** 2)
         for i, field in enumerate(residual):
             self._residual_sq[i] += self._per_clip_mean(field, weights).sum()

@@ -179,14 +179,16 @@ def test_bench_script_runs_on_a_tiny_trained_model(tiny_prepared, tmp_path, caps
     assert bench.main(["--checkpoint", str(config.checkpoint_dir / "last.ckpt"), *options, "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| σ | low model | low oracle | mid model | mid oracle | high model | high oracle |" in text
-    assert "(step 8)" in text and "sampled residual (2 per clip)" in text
+    assert "(step 8)" in text and "sampled residual as shipped (sample and μ floored at zero rain) (2 per clip)" in text
+    assert "sampled residual before the floor (2 per clip)" in text
     doc = json.loads(out.read_text())
     assert doc["step"] == 8 and len(doc["clips"]) == 2 and doc["sampler"]["num_steps"] == 3
     rows = doc["denoiser"]["per_sigma"]
     assert [row["sigma"] for row in rows] == [0.05, 0.5, 5.0]
     numbers = [v for row in rows for key in ("ratio", "oracle_ratio") for v in row[key].values()]
-    sampled = doc["sampled_residual"]
-    numbers += [sampled["std_ratio"], *sampled["ln_power_ratio"].values()]
+    sampled, unfloored = doc["sampled_residual"], doc["sampled_residual_unfloored"]
+    numbers += [sampled["std_ratio"], *sampled["ln_power_ratio"].values(), unfloored["std_ratio"]]
+    assert sampled["std_ratio"] != unfloored["std_ratio"]     # an 8-step model samples below zero rain
     assert all(math.isfinite(v) for v in numbers), numbers
     assert all(0 < row["oracle_ratio"][b] <= 1 + 1e-9 for row in rows for b in BANDS)
     assert all(v > 0 for row in rows for v in row["ratio"].values()) and sampled["std_ratio"] > 0

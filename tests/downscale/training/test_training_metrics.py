@@ -12,6 +12,8 @@ import torch
 import xarray as xr
 from torch import nn
 
+from data_catalog.prepare import PreparedDataset
+from downscale.dataset_info import DatasetInfo
 from downscale.diagnostics.distribution import histogram_quantiles
 from downscale.diagnostics.histogram import histogram
 from downscale.diagnostics.skill import crps_fair_and_standard
@@ -97,6 +99,21 @@ def test_a_perfect_ensemble_scores_zero_and_scaled_tails_give_their_factor():
     assert {"q999_ratio", "q9999_ratio"} <= set(doubled.results())
     with pytest.raises(ValueError, match="do not match"):
         doubled.update(truth[None, :5], truth, np.ones((6, 4, 4)))
+
+
+def test_the_residual_std_sees_samples_as_generate_ships_them(tiny_prepared):
+    """Values below zero rain (the network's "dry") come back at zero rain, values above it unchanged, outliers
+    at the 1 kg m-2 s-1 cap: what the store holds, in normalized units."""
+    info = DatasetInfo.from_prepared(PreparedDataset.open(tiny_prepared))
+    zero = float(info.normalization.normalize(info.target, 0.0))
+    cap = float(info.normalization.normalize(info.target, 1.0))
+    y = torch.tensor([zero - 2.0, zero - 1e-3, zero, zero + 0.5, 2.0, cap + 5.0])
+    shipped = info.shipped_target(y)
+    assert shipped.dtype == torch.float32
+    torch.testing.assert_close(shipped, torch.tensor([zero, zero, zero, zero + 0.5, 2.0, cap]), atol=2e-5, rtol=0)
+    # the floor shrinks the spread of a draw that straddles zero rain, so the two readings differ
+    draws = torch.tensor([zero - 1.0, zero + 1.0])
+    assert info.shipped_target(draws).std() < draws.std()
 
 
 def test_ema_warmup_update_and_swap():
