@@ -218,8 +218,9 @@ def combine(parts: Sequence[DenoiserBandErrors]) -> DenoiserBandErrors:
 
 @dataclass
 class SampledResidualStats:
-    """``std_ratio``: √(Σ w r̂² / Σ w r²) (area weighted over cells, pooled over samples, clips and frames;
-    the definition of the training's ``val/residual_std_ratio``); ``ln_power_ratio``: per band
+    """``std_ratio``: √(Σ w r̂² / Σ w r²) (area weighted over cells, pooled over samples, clips and frames; on
+    residuals of samples and μ as shipped, :meth:`~downscale.dataset_info.DatasetInfo.shipped_target`, the
+    definition of the training's ``val/residual_std_ratio``); ``ln_power_ratio``: per band
     ``ln(P_band(r̂)/P_band(r))`` (0 = right power at that scale, −0.69 = half, +0.69 = double)."""
 
     std_ratio: float
