@@ -25,7 +25,7 @@ clipped at 0), before any mass correction, scored by the report's statistics
 ``val/q9999_ratio`` (predicted / true 99.9th and 99.99th pooled area-weighted percentile, on the report's bins:
 its ``quantile_value`` statistic), ``val/tail_error`` (mean |ratio − 1|) and ``val/residual_std_ratio``
 (area-weighted std of the sampled residual x − μ over that of the true residual y − μ, normalized units, with x
-and μ as ``generate`` ships them — floored at zero rain, :meth:`DatasetInfo.shipped_target` —: 1 for a
+and μ as ``generate`` ships them, floored at zero rain by :meth:`DatasetInfo.shipped_target`; 1 for a
 well-dispersed diffusion). The scores are computed on the CPU; their sums and histograms are reduced over
 ranks before logging.
 """
