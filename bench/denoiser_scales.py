@@ -116,8 +116,8 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
     dataset = ClipDataset(loaded.prepared, split, "cube")
     indices = pick_clips(dataset, clips)
     parts: list[DenoiserBandErrors] = []
-    sampled: dict[str, list[torch.Tensor]] = {"shipped": [], "unfloored": []}
-    truth: dict[str, list[torch.Tensor]] = {"shipped": [], "unfloored": []}
+    sampled: dict[str, list[torch.Tensor]] = {kind: [] for kind in SAMPLED_KINDS}
+    truth: dict[str, list[torch.Tensor]] = {kind: [] for kind in SAMPLED_KINDS}
     for j, index in enumerate(indices):
         batch = collate_clips([dataset[index]])
         coarse, static = batch["coarse"].to(device), batch["static"].to(device)
@@ -135,10 +135,11 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
             latents = torch.randn(mu.shape, generator=latent_gen, dtype=torch.float64).to(device)
             draws.append(net.sample(cond, latents, sampler, mean=mu).float().cpu())
         draws_t, mu_c, target_c = torch.stack(draws), mu.float().cpu(), target.float().cpu()
+        mu_s = shipped(mu_c)
         sampled["unfloored"].append(draws_t - mu_c)
-        truth["unfloored"].append(residual.cpu())
-        sampled["shipped"].append(shipped(draws_t) - shipped(mu_c))
-        truth["shipped"].append(target_c - shipped(mu_c))
+        truth["unfloored"].append(target_c - mu_c)
+        sampled["shipped"].append(shipped(draws_t) - mu_s)
+        truth["shipped"].append(target_c - mu_s)
         print(f"  clip {j + 1}/{len(indices)} (#{index}) done", file=sys.stderr, flush=True)
     stats = {kind: sampled_residual_stats(torch.cat(sampled[kind], dim=1), torch.cat(truth[kind]),
                                           loaded.area_weights.cpu()) for kind in sampled}

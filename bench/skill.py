@@ -30,6 +30,7 @@ import csv
 import math
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -132,10 +133,15 @@ def _ensembles(ds: xr.Dataset) -> dict[str, str]:
     return {src: name for src, name in ENSEMBLES.items() if name in ds}
 
 
-def _log_frames(ds: xr.Dataset, meta: BundleMetadata, name: str) -> np.ndarray:
-    """``ds[name]`` in the bundle's normalized log units as float32 frames ``(frames, 6, n, n)`` (members folded in)."""
-    z = _normalized(meta, ds[name].values).astype(np.float32)
-    return z.reshape(-1, *z.shape[-3:])
+@lru_cache(maxsize=len(ENSEMBLES) + 1)
+def _log_frames(output: str, bundle: str, name: str) -> np.ndarray:
+    """Variable ``name`` of the store ``output`` in the normalized log units of ``bundle``, as read-only float32
+    frames ``(frames, 6, n, n)`` (members folded in). Cached: the truth and the ensembles are read once per scoring
+    for all the tables that need them."""
+    z = _normalized(read_bundle_metadata(bundle), open_output(output)[name].values).astype(np.float32)
+    z = z.reshape(-1, *z.shape[-3:])
+    z.setflags(write=False)
+    return z
 
 
 def residual_std_ratio(config: PipelineConfig) -> float:
@@ -207,7 +213,6 @@ def jumps_by_cell_size(config: PipelineConfig) -> list[dict[str, float | str]]:
     the pair's mean cell area (as a fraction of the mean cell area), for the truth and as a ratio to it for each
     ensemble (members pooled). Unweighted over pairs."""
     ds = open_output(config.generate.output)
-    meta = read_bundle_metadata(config.generate.bundle)
     area = ds.area.values / float(ds.area.mean())
     pair_area = np.concatenate([0.5 * (area[..., 1:] + area[..., :-1]).ravel(),
                                 0.5 * (area[..., 1:, :] + area[..., :-1, :]).ravel()])
@@ -216,7 +221,7 @@ def jumps_by_cell_size(config: PipelineConfig) -> list[dict[str, float | str]]:
     counts = np.bincount(which, minlength=CELL_SIZE_BINS)
 
     def per_bin(name: str) -> np.ndarray:
-        z = _log_frames(ds, meta, name)
+        z = _log_frames(str(config.generate.output), str(config.generate.bundle), name)
         jumps = np.concatenate([np.abs(np.diff(z, axis=-1)).reshape(len(z), -1),
                                 np.abs(np.diff(z, axis=-2)).reshape(len(z), -1)], axis=1).mean(0)
         return np.bincount(which, weights=jumps, minlength=CELL_SIZE_BINS) / counts
@@ -243,7 +248,7 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
     turned_e, turned_n = (np.array([turned_edge(t, edge) != 0 for t in range(6)]) for edge in ("E", "N"))
 
     def per_kind(name: str) -> dict[str, float]:
-        z = _log_frames(ds, meta, name)
+        z = _log_frames(str(config.generate.output), str(config.generate.bundle), name)
         halo = halo_pad(z, 1)
         pairs = {"across the tile edge": (np.abs(z[..., :, -1] - halo[..., 1:-1, -1]),
                                           np.abs(z[..., -1, :] - halo[..., -1, 1:-1])),

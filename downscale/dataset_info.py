@@ -73,10 +73,14 @@ class DatasetInfo(BaseModel):
         cap = float(self.normalization.normalize(self.target, 1.0))
         return self.normalization.denormalize(self.target, y.float().clamp(max=cap)).clamp_min(0.0)
 
+    def normalized_target(self, p: torch.Tensor) -> torch.Tensor:
+        """Target ``p`` in kg m-2 s-1 (any shape) → normalized units, float32 (computed in float64)."""
+        return self.normalization.normalize(self.target, p.double()).float()
+
     def shipped_target(self, y: torch.Tensor) -> torch.Tensor:
         """Normalized target ``y`` (any shape) as ``generate`` ships it, back in normalized units (float32):
         :meth:`physical_target` (floored at zero rain, capped) normalized again. The network puts about a third
         of its sampled cells below zero rain (its way of saying "dry"); the store holds them as 0. The sampled
         residual std (``val/residual_std_ratio``, ``bench/skill.py``, ``bench/denoiser_scales.py``) is measured
         on these values: one definition."""
-        return self.normalization.normalize(self.target, self.physical_target(y).double()).float()
+        return self.normalized_target(self.physical_target(y))

@@ -268,7 +268,8 @@ class DownscalingModule(pl.LightningModule):
         truth, mean = self.info.physical_target(target[keep]), self.info.physical_target(mu[keep])
         weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
         self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))
-        shipped, mu_shipped = self.info.shipped_target(normalized), self.info.shipped_target(mu[keep])
+        # the shipped target (DatasetInfo.shipped_target) from the physical values already at hand
+        shipped, mu_shipped = self.info.normalized_target(ensemble), self.info.normalized_target(mean)
         residual = (((shipped - mu_shipped) ** 2).mean(0), (target[keep].float() - mu_shipped) ** 2)
         for i, field in enumerate(residual):
             self._residual_sq[i] += self._per_clip_mean(field, weights).sum()
