@@ -130,6 +130,9 @@ class TrainConfig(_Section):
     activation_checkpointing: bool = Field(False, description="recompute activations in backward (saves memory)")
     spatial_mode: Literal["cube", "patch"] = Field("cube", description="cube: 6 whole faces; patch: crops")
     patch_size: int | None = Field(None, ge=8, description="fine-grid patch edge for spatial_mode=patch")
+    loss_weighting: Literal["area", "cell"] = Field(
+        "area", description="area: each cell's loss weighted by its area (every m² counts alike); cell: every cell "
+                            "counts alike (small cells near tile edges and corners weigh more than under area)")
     log_every_n_steps: int = Field(50, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)

@@ -138,13 +138,18 @@ class DownscalingModule(pl.LightningModule):
         """``(B, T, C_pred + C_static, …)``: upsampled coarse predictors and static fields, normalized."""
         return build_conditioning(batch["coarse"], batch["static"], self.info.factor, self.config.spatial_mode)
 
-    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
-        """Area weights matching the trailing dims of the loss: the buffer ``(6, nf, nf)`` on whole cubes;
+    def cell_area_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
+        """Area weights matching the trailing dims of ``target``: the buffer ``(6, nf, nf)`` on whole cubes;
         per patch ``(B, T, C, P, P)`` (expanded, no copy) from the batch."""
         if self.config.spatial_mode == "cube":
             return self.area_weights
         w = batch["area_weight"].to(target.dtype)
         return w[:, None, None].expand_as(target)
+
+    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor | None:
+        """The training loss's per-cell weights: :meth:`cell_area_weights` (``loss_weighting: area``) or None,
+        every cell alike (``cell``). Validation scores are area-weighted either way."""
+        return self.cell_area_weights(batch, target) if self.config.loss_weighting == "area" else None
 
     # ---- training ------------------------------------------------------------------------------------------
     @property
@@ -266,7 +271,7 @@ class DownscalingModule(pl.LightningModule):
         normalized = members[:, keep].float()
         ensemble = self.info.physical_target(normalized)
         truth, mean = self.info.physical_target(target[keep]), self.info.physical_target(mu[keep])
-        weights = self.loss_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
+        weights = self.cell_area_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
         self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))
         # the shipped target (DatasetInfo.shipped_target) from the physical values already at hand
         shipped, mu_shipped = self.info.normalized_target(ensemble), self.info.normalized_target(mean)

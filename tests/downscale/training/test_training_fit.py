@@ -121,6 +121,25 @@ def test_conditioning_is_upsampled_coarse_plus_static_and_area_weights_have_mean
     assert module.area_weights.std() > 0  # real cube-sphere areas, not uniform
 
 
+def test_cell_loss_weighting_counts_every_cell_alike_and_validation_stays_area_weighted(trained):
+    config, _ = trained
+    area = DownscalingModule.load_from_checkpoint(config.checkpoint_dir / "last.ckpt", map_location="cpu")
+    cell = DownscalingModule(config.model_copy(update={"loss_weighting": "cell"}), area.info, area.area_weights)
+    cell.net.load_state_dict(area.net.state_dict())
+    dm = build_datamodule(config)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    cond, target = area.conditioning(batch), batch["target"]
+    fixed = {"sigma": torch.full((target.shape[0],), 0.5), "noise": torch.randn(target.shape, generator=torch.Generator().manual_seed(0))}
+    with torch.no_grad():
+        by_area = area.net.loss(cond, target, area.loss_weights(batch, target), **fixed)["total"]
+        by_cell = cell.net.loss(cond, target, cell.loss_weights(batch, target), **fixed)["total"]
+        uniform = area.net.loss(cond, target, torch.ones_like(area.area_weights), **fixed)["total"]
+    torch.testing.assert_close(by_cell, uniform)
+    assert abs(float(by_cell - by_area)) > 1e-6 * float(by_area)       # the weighting changes the loss
+    assert torch.equal(cell.area_weights, area.area_weights)            # validation scores stay area-weighted
+
+
 def test_existing_run_is_not_overwritten_without_resume(trained):
     config, _ = trained
     with pytest.raises(FileExistsError, match="resume"):
