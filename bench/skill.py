@@ -57,7 +57,8 @@ from downscale.report.tables import fmt  # noqa: E402
 from markdown_section import replace_section  # noqa: E402  (bench/, the script's folder)
 
 MU = "deterministic"                               # the model's mean, mass-corrected as the members are
-MU_VARIANTS = (MU, f"{MU}_raw")                    # … and as the network gives it
+MU_RAW = f"{MU}_raw"                               # … and as the network gives it
+MU_VARIANTS = (MU, MU_RAW)
 ABSOLUTE = (("crps_fair", "fair CRPS, K−1 estimator (mm/day)", MM_DAY),
             ("crps_standard", "standard CRPS, this K-member ensemble (mm/day)", MM_DAY),
             ("mae", "MAE of the (ensemble) mean (mm/day)", MM_DAY),
@@ -270,6 +271,49 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
     return rows
 
 
+def edge_distance_groups(n: int, f: int, s: int) -> list[tuple[str, np.ndarray]]:
+    """The pair groups of :func:`jumps_by_edge_distance` on a tile of n × n cells: ``(label, mask over the n + 1
+    pairs)``, pair i = (cell i − 1, cell i) along a line, pair 0 and pair n the ones across the tile edges. One group
+    per distance d = 0 … f from the nearest edge, then the rest: inside one s × s fold block (i % s ≠ 0) or across."""
+    d = np.minimum(np.arange(n + 1), n - np.arange(n + 1))
+    groups = [(f"{k}" + (" (across the tile edge)" if k == 0 else ""), d == k) for k in range(f + 1)]
+    if s > 1:
+        rest = d > f
+        return groups + [(f"{f + 1}–{n // 2}, inside a {s}×{s} fold block", rest & (d % s != 0)),
+                         (f"{f + 1}–{n // 2}, across fold blocks", rest & (d % s == 0))]
+    return groups + [(f"{f + 1}–{n // 2}", d > f)]
+
+
+def jump_profile(z: np.ndarray) -> np.ndarray:
+    """``z (..., 6, n, n)`` → ``(n + 1,)``: the mean |jump| of each pair i = (cell i − 1, cell i) along every line of
+    every tile, both directions together; pairs 0 and n cross the tile edges (the neighbour's cell from the halo)."""
+    p = halo_pad(z, 1)
+    lead = tuple(range(p.ndim - 3))
+    return 0.5 * (np.abs(np.diff(p[..., 1:-1, :], axis=-1)).mean(axis=(*lead, -3, -2))
+                  + np.abs(np.diff(p[..., :, 1:-1], axis=-2)).mean(axis=(*lead, -3, -1)))
+
+
+def jumps_by_edge_distance(config: PipelineConfig) -> list[dict[str, float | str]]:
+    """Where across a tile the grid-scale excess sits: :func:`jump_profile` (normalized log units) averaged over
+    the groups of :func:`edge_distance_groups` (s = the bundle's ``space_to_depth``: a fold imprint makes the pairs
+    inside a block and across blocks differ). Truth as is; ensembles (members pooled) and μ as given
+    (``deterministic_raw``) as ratios to it."""
+    ds = open_output(config.generate.output)
+    meta = read_bundle_metadata(config.generate.bundle)
+    groups = edge_distance_groups(ds.sizes["grid_xt"], meta.factor, meta.model.network.space_to_depth)
+
+    def per_group(name: str) -> list[float]:
+        profile = jump_profile(_log_frames(str(config.generate.output), str(config.generate.bundle), name))
+        return [float(profile[sel].mean()) for _, sel in groups]
+
+    truth = per_group("PRATEsfc_truth")
+    rows: list[dict[str, float | str]] = [{"pair": label, "truth": t} for (label, _), t in zip(groups, truth)]
+    for src, name in {**_ensembles(ds), MU_RAW: f"PRATEsfc_{MU_RAW}"}.items():
+        for row, value, t in zip(rows, per_group(name), truth, strict=True):
+            row[src] = value / t
+    return rows
+
+
 def learning_curve(config: PipelineConfig) -> list[dict[str, str]]:
     path = Path(config.train.output_dir) / "logs" / "metrics.csv"
     if not path.exists():
@@ -391,6 +435,14 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
               "per kind; ensembles as ratio to the truth):", "",
               "| pair | truth | " + " | ".join(ens) + " |", "|---" * (2 + len(ens)) + "|"]
     lines += [f"| {r['pair']} | {fmt(r['truth'])} | " + " | ".join(fmt(r[src]) for src in ens) + " |" for r in seams]
+    edges = jumps_by_edge_distance(config)
+    cols = [src for src in ("ensemble", "ensemble_raw", "ensemble_qm", MU_RAW) if src in edges[0]]
+    lines += ["", "Neighbour jumps by distance from the tile edge (mean |jump| between neighbouring fine cells, "
+              "normalized log units, by the pair's distance d from the nearest tile edge: d = 0 across the edge, d "
+              "the pair of cells d − 1 and d in; the rest of the tile split by the network's space-to-depth fold; "
+              "ensembles and μ as given, as ratio to the truth):", "",
+              "| d | truth | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
+    lines += [f"| {r['pair']} | {fmt(r['truth'])} | " + " | ".join(fmt(r[src]) for src in cols) + " |" for r in edges]
     curve = learning_curve(config)
     if curve:
         lines += ["", "Learning curve (validation clips, EMA weights, production sampler, no mass correction):", "",
