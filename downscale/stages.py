@@ -76,10 +76,17 @@ _NOT_RECORDED = {
                  "generate.members_per_batch", "generate.overwrite", "generate.append"),
 }
 
+#: Settings added after outputs had been made with the behaviour their value here reproduces: recorded only when
+#: they differ from it, so an output made before the setting existed still matches a config that keeps it.
+_RECORDED_UNLESS = {"train.loss_weighting": "area"}
+
 
 #: Training settings that change only the bundle's tables, not its weights: a change alone refits the tables
 #: (:func:`downscale.training.trainer.refit_tables`) instead of training again.
 _TABLES_ONLY = "train.ensemble_quantile_mapping."
+
+
+_ANY = object()
 
 
 class StageChangedError(FileExistsError):
@@ -133,7 +140,8 @@ def _settings(stage: str, section: str, value: Any, exclude: tuple[str, ...] = (
     """The recorded settings of ``stage``: ``value`` flattened under ``section``, without what never changes
     the output."""
     skip = (*_NOT_RECORDED.get(stage, ()), *exclude)
-    return {k: v for k, v in flatten(section, value).items() if not any(k == s or k.startswith(s) for s in skip)}
+    return {k: v for k, v in flatten(section, value).items()
+            if not any(k == s or k.startswith(s) for s in skip) and _RECORDED_UNLESS.get(k, _ANY) != v}
 
 
 def _verdict(config: PipelineConfig, wanted: StageRecord, output: Path, complete: bool, overwrite: bool,

@@ -115,6 +115,18 @@ def test_a_record_names_every_change_by_its_dotted_key():
                                                                                    "train.network": ["tiny"]}
 
 
+def test_a_setting_added_later_is_recorded_only_when_it_departs_from_the_old_behaviour(tmp_path):
+    """A bundle trained before ``train.loss_weighting`` existed (area weights) still matches a config that keeps
+    ``area``; ``cell`` is a change, named as one."""
+    config = demo_config(tmp_path / "run", preset="tests").train
+    inputs = {"prepare": "p" * 64}
+    area = StageRecord("train", stages._settings("train", "train", config), inputs)
+    cell = StageRecord("train", stages._settings("train", "train", config.model_copy(update={"loss_weighting": "cell"})),
+                       inputs)
+    assert "train.loss_weighting" not in area.config and "train.max_steps" in area.config
+    assert cell.changes_from(area) == ["train.loss_weighting added (cell)"]
+
+
 def test_synthetic_data_made_by_another_version_of_its_preset_is_not_reused(tmp_path):
     """The synthetic stage records the preset's resolved fields, not just its name: data a preset made before
     an upgrade changed it (here: recorded with 24 times where the preset now makes 32) stop the run by name."""
