@@ -79,14 +79,12 @@ _NOT_RECORDED = {
 #: Settings added after outputs had been made with the behaviour their value here reproduces: recorded only when
 #: they differ from it, so an output made before the setting existed still matches a config that keeps it.
 _RECORDED_UNLESS = {"train.loss_weighting": "area"}
+_ANY = object()                                    # no value is this: a setting not in _RECORDED_UNLESS
 
 
 #: Training settings that change only the bundle's tables, not its weights: a change alone refits the tables
 #: (:func:`downscale.training.trainer.refit_tables`) instead of training again.
 _TABLES_ONLY = "train.ensemble_quantile_mapping."
-
-
-_ANY = object()
 
 
 class StageChangedError(FileExistsError):
