@@ -62,7 +62,6 @@ class Loaded:
 
     net: VideoDownscaler
     info: DatasetInfo
-    factor: int
     prepared: Path
     area_weights: torch.Tensor
     step: int
@@ -81,7 +80,7 @@ def load_checkpoint(path: Path, device: str, prepared: Path | None) -> Loaded:
     module.ema.copy_to(module.net)           # the EMA weights: what validation and the bundle use
     net = module.net.eval()
     net.geometry = "cube"
-    return Loaded(net.to(device), module.info, module.info.factor, Path(prepared or module.info.path),
+    return Loaded(net.to(device), module.info, Path(prepared or module.info.path),
                   module.area_weights.detach().clone(), int(ckpt["global_step"]), f"checkpoint {path}")
 
 
@@ -94,7 +93,7 @@ def load_bundle_model(path: Path, device: str, prepared: Path | None) -> Loaded:
     net.geometry = "cube"
     data = Path(prepared or meta.path)
     weights = fine_area_weights(PreparedDataset.open(data))
-    return Loaded(net, meta, meta.factor, data, weights, meta.training.steps, f"bundle {path}")
+    return Loaded(net, meta, data, weights, meta.training.steps, f"bundle {path}")
 
 
 def pick_clips(dataset: ClipDataset, count: int) -> list[int]:
@@ -122,7 +121,7 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
         batch = collate_clips([dataset[index]])
         coarse, static = batch["coarse"].to(device), batch["static"].to(device)
         target = batch["target"].to(device)
-        cond = build_conditioning(coarse, static, loaded.factor, "cube")
+        cond = build_conditioning(coarse, static, loaded.info.factor, "cube")
         mu = net.forward_mean(cond)
         residual = target.float() - mu.float()
         cond_d = torch.cat([cond, mu], dim=2)

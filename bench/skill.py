@@ -272,9 +272,10 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
 
 
 def edge_distance_groups(n: int, f: int, s: int) -> list[tuple[str, np.ndarray]]:
-    """The pair groups of :func:`jumps_by_edge_distance` on a tile of n × n cells: ``(label, mask over the n + 1
-    pairs)``, pair i = (cell i − 1, cell i) along a line, pair 0 and pair n the ones across the tile edges. One group
-    per distance d = 0 … f from the nearest edge, then the rest: inside one s × s fold block (i % s ≠ 0) or across."""
+    """The pair groups of :func:`jumps_by_edge_distance` on a tile of n × n cells: ``(label, mask over the
+    n + 1 pairs)``, pair i = (cell i − 1, cell i) along a line, pairs 0 and n the ones across the tile edges.
+    One group per distance d = 0 … f from the nearest edge, then the rest: inside one s × s fold block
+    (i % s ≠ 0) or across."""
     d = np.minimum(np.arange(n + 1), n - np.arange(n + 1))
     groups = [(f"{k}" + (" (across the tile edge)" if k == 0 else ""), d == k) for k in range(f + 1)]
     if s > 1:
@@ -285,8 +286,9 @@ def edge_distance_groups(n: int, f: int, s: int) -> list[tuple[str, np.ndarray]]
 
 
 def jump_profile(z: np.ndarray) -> np.ndarray:
-    """``z (..., 6, n, n)`` → ``(n + 1,)``: the mean |jump| of each pair i = (cell i − 1, cell i) along every line of
-    every tile, both directions together; pairs 0 and n cross the tile edges (the neighbour's cell from the halo)."""
+    """``z (..., 6, n, n)`` → ``(n + 1,)``: the mean |jump| of each pair i = (cell i − 1, cell i) along every
+    line of every tile, both directions together; pairs 0 and n cross the tile edges (the neighbour's cell from
+    the halo)."""
     p = halo_pad(z, 1)
     lead = tuple(range(p.ndim - 3))
     return 0.5 * (np.abs(np.diff(p[..., 1:-1, :], axis=-1)).mean(axis=(*lead, -3, -2))

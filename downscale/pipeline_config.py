@@ -134,9 +134,9 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     # The `demo` network with the learned seam transform (it took the turned edges' seam ratio from 1.16 to
     # 1.07× the truth's; docs/skill.md).
     "skill": {"held_out": "0003", "network": "demo", "network_overrides": {"seam_transform": True},
-              "max_steps": 1600, "warmup": 100, "lr": 5e-4, "validate_every": 200, "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 200, "num_workers": 2,
-              "log_every": 50, "members": 8, "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None,
-              "ensemble_qm_clips": 32},
+              "max_steps": 1600, "warmup": 100, "lr": 5e-4, "validate_every": 200, "ensemble_size": 4,
+              "val_batches": 4, "checkpoint_every": 200, "num_workers": 2, "log_every": 50, "members": 8,
+              "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None, "ensemble_qm_clips": 32},
     # C8 → C32, 365 days: bench/year.py, training ≈ 12 min on 2 quiet cores; the held-out member's whole year
     # (grown month by month by the benchmark), 4 members.
     "year": {"held_out": "0003", "network": "demo", "max_steps": 1200, "warmup": 100, "lr": 5e-4,

@@ -79,7 +79,6 @@ _NOT_RECORDED = {
 #: Settings added after outputs had been made with the behaviour their value here reproduces: recorded only when
 #: they differ from it, so an output made before the setting existed still matches a config that keeps it.
 _RECORDED_UNLESS = {"train.loss_weighting": "area"}
-_ANY = object()                                    # no value is this: a setting not in _RECORDED_UNLESS
 
 
 #: Training settings that change only the bundle's tables, not its weights: a change alone refits the tables
@@ -139,7 +138,7 @@ def _settings(stage: str, section: str, value: Any, exclude: tuple[str, ...] = (
     the output."""
     skip = (*_NOT_RECORDED.get(stage, ()), *exclude)
     return {k: v for k, v in flatten(section, value).items()
-            if not any(k == s or k.startswith(s) for s in skip) and _RECORDED_UNLESS.get(k, _ANY) != v}
+            if not any(k == s or k.startswith(s) for s in skip) and (k, v) not in _RECORDED_UNLESS.items()}
 
 
 def _verdict(config: PipelineConfig, wanted: StageRecord, output: Path, complete: bool, overwrite: bool,

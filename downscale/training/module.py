@@ -271,7 +271,8 @@ class DownscalingModule(pl.LightningModule):
         normalized = members[:, keep].float()
         ensemble = self.info.physical_target(normalized)
         truth, mean = self.info.physical_target(target[keep]), self.info.physical_target(mu[keep])
-        weights = self.cell_area_weights(batch, target)[keep] if self.config.spatial_mode == "patch" else self.area_weights
+        weights = self.cell_area_weights(batch, target)
+        weights = weights[keep] if self.config.spatial_mode == "patch" else weights
         self._scores.update(_float64(ensemble), _float64(truth), _float64(weights), point=_float64(mean))
         # the shipped target (DatasetInfo.shipped_target) from the physical values already at hand
         shipped, mu_shipped = self.info.normalized_target(ensemble), self.info.normalized_target(mean)

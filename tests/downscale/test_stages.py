@@ -121,8 +121,8 @@ def test_a_setting_added_later_is_recorded_only_when_it_departs_from_the_old_beh
     config = demo_config(tmp_path / "run", preset="tests").train
     inputs = {"prepare": "p" * 64}
     area = StageRecord("train", stages._settings("train", "train", config), inputs)
-    cell = StageRecord("train", stages._settings("train", "train", config.model_copy(update={"loss_weighting": "cell"})),
-                       inputs)
+    cell_config = config.model_copy(update={"loss_weighting": "cell"})
+    cell = StageRecord("train", stages._settings("train", "train", cell_config), inputs)
     assert "train.loss_weighting" not in area.config and "train.max_steps" in area.config
     assert cell.changes_from(area) == ["train.loss_weighting added (cell)"]
 

@@ -130,7 +130,8 @@ def test_cell_loss_weighting_counts_every_cell_alike_and_validation_stays_area_w
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     cond, target = area.conditioning(batch), batch["target"]
-    fixed = {"sigma": torch.full((target.shape[0],), 0.5), "noise": torch.randn(target.shape, generator=torch.Generator().manual_seed(0))}
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    fixed = {"sigma": torch.full((target.shape[0],), 0.5), "noise": noise}
     with torch.no_grad():
         by_area = area.net.loss(cond, target, area.loss_weights(batch, target), **fixed)["total"]
         by_cell = cell.net.loss(cond, target, cell.loss_weights(batch, target), **fixed)["total"]
