@@ -22,8 +22,9 @@ arithmetic, float64 state, μ excluded).
 over the validation run, ``--members`` members with the same latents at every NFE (noise keyed by
 seed/member/frame), for DPM-Solver++(2M) at 2…70 NFE and EDM Heun at 3…69 NFE, on the σ schedule of
 ``--schedule`` (``production``: σ 10 → 0.005, ρ = 1000, as :data:`PRODUCTION_SAMPLER`; ``edm``: σ 80 → 0.002,
-ρ = 7). Per NFE: the std of the sampled residual (normalized log units, area weighted; members and μ as shipped,
-floored at zero rain) over the true residual's (``residual_std_ratio``, 1 = the right spread), fair area-weighted CRPS, q99.99 of the pooled ensemble vs the truth's, and the distance of the radially
+ρ = 7). Per NFE: the std of the sampled residual (normalized log units, area weighted; members and μ as
+shipped, floored at zero rain) over the true residual's (``residual_std_ratio``, 1 = the right spread), fair
+area-weighted CRPS, q99.99 of the pooled ensemble vs the truth's, and the distance of the radially
 averaged power spectrum to the truth's (mean |ln E_ens(k)/E_truth(k)| over k = 1…n/2). The same with
 ``correct_block_means`` applied as ``mass_correction: true`` does. Picks the smallest NFE within 5 %
 of the reference (the largest NFE of the same sampler) in CRPS and in q99.99.

@@ -49,6 +49,7 @@ from downscale.bundle import BundleMetadata, read_bundle_metadata  # noqa: E402
 from downscale.pipeline_config import PipelineConfig, demo_config  # noqa: E402
 from downscale.diagnostics.distribution import percentile_error, wasserstein_distance  # noqa: E402
 from downscale.diagnostics.histogram import histogram  # noqa: E402
+from downscale.diagnostics.structure import band_power_ratio, fine_band_tile  # noqa: E402
 from downscale.evaluation.results import read_diagnostics  # noqa: E402
 from downscale.evaluation.score import PE_QUANTILE  # noqa: E402
 from downscale.evaluation.targets import TARGETS  # noqa: E402
@@ -316,6 +317,31 @@ def jumps_by_edge_distance(config: PipelineConfig) -> list[dict[str, float | str
     return rows
 
 
+def fine_power_by_band(tile: xr.DataArray, sphere: xr.DataArray, n: int) -> list[dict[str, float | str]]:
+    """Where in the fine band the spectra's excess sits: each half of the per-tile band (index k, n/4 … n/2) and
+    each third of the sphere's (total wavenumber l, n … the end; l = 2n is a wavelength of 2 mean cells, what
+    only the cells smaller than the mean resolve beyond it). Per band the truth's share of its fine-band power
+    and every other source's ln ratio to the truth's band power. ``tile``/``sphere``: the evaluation's
+    ``power_spectrum`` / ``sphere_power_spectrum`` curves (dims ``source`` × wavenumber), C-``n`` fine grid."""
+    lo, hi = fine_band_tile(n)
+    l_end = int(sphere.total_wavenumber[-1])
+    bands = [("per tile", tile, "wavenumber", "k", lo, n * 3 // 8 - 1),
+             ("per tile", tile, "wavenumber", "k", n * 3 // 8, hi),
+             ("sphere", sphere, "total_wavenumber", "l", n, n * 3 // 2 - 1),
+             ("sphere", sphere, "total_wavenumber", "l", n * 3 // 2, 2 * n - 1),
+             ("sphere", sphere, "total_wavenumber", "l", 2 * n, l_end)]
+    rows: list[dict[str, float | str]] = []
+    for kind, spec, dim, symbol, a, b in bands:
+        truth = spec.sel(source="truth", drop=True)
+        fine = float(truth.sel({dim: slice(lo if kind == "per tile" else n, None)}).sum())
+        row: dict[str, float | str] = {"band": f"{kind}, {symbol} {a}–{b}",
+                                       "share": float(truth.sel({dim: slice(a, b)}).sum()) / fine}
+        ratio = band_power_ratio(spec, truth, a, b, dim=dim)
+        row.update({str(src): float(ratio.sel(source=src)) for src in spec.source.values if src != "truth"})
+        rows.append(row)
+    return rows
+
+
 def learning_curve(config: PipelineConfig) -> list[dict[str, str]]:
     path = Path(config.train.output_dir) / "logs" / "metrics.csv"
     if not path.exists():
@@ -445,6 +471,14 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
               "ensembles and μ as given, as ratio to the truth):", "",
               "| d | truth | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
     lines += [f"| {r['pair']} | {fmt(r['truth'])} | " + " | ".join(fmt(r[src]) for src in cols) + " |" for r in edges]
+    bands = fine_power_by_band(diags.curves["power_spectrum"], diags.curves["sphere_power_spectrum"],
+                               open_output(config.generate.output).sizes["grid_xt"])
+    cols = [src for src in ("ensemble", "ensemble_raw", "ensemble_qm", MU_RAW, "qm") if src in bands[0]]
+    lines += ["", "Fine-scale power by band (physical units; the truth's share of its fine-band power, and each "
+              "source's ln ratio to the truth's power in the band; l ≥ 2n are wavelengths under 2 mean cells):", "",
+              "| band | truth's share | " + " | ".join(cols) + " |", "|---" * (2 + len(cols)) + "|"]
+    lines += [f"| {r['band']} | {fmt(r['share'])} | " + " | ".join(f"{r[src]:+.3f}" for src in cols) + " |"
+              for r in bands]
     curve = learning_curve(config)
     if curve:
         lines += ["", "Learning curve (validation clips, EMA weights, production sampler, no mass correction):", "",

@@ -118,13 +118,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                   synoptic_lifetime_hours=60.0, convective_lifetime_hours=9.0),
     # C12 → C96 (factor 8 as in STVD), 3 members, 60 days: the embedded default of `make demo`.
     "demo": dict(name="demo", coarse_n=12, factor=8, members=("0001", "0002", "0003"), days=60, time_chunk=8),
-    # C8 → C64 (factor 8), 9 members, 60 days: the `skill` benchmark (bench/skill.py), trained ≤ 45 min on 2 cores.
-    # Eight training members: with two, the 1600 steps saw each clip 3 times and μ fitted the training members'
-    # large scales better than the held-out one's (residual mean square 0.21 vs 0.29), so the diffusion
-    # learned a residual too narrow for unseen weather (sampled std 0.98× the truth's on training clips,
-    # 0.84× on held-out ones); on the held-out member the ratio was 0.79 with two, 0.88 with four and 0.92
-    # with eight training members (docs/skill.md).
-    "skill": dict(name="skill", coarse_n=8, factor=8, members=tuple(f"{i:04d}" for i in range(1, 10)), days=60,
+    # C8 → C64 (factor 8), 17 members, 60 days: the `skill` benchmark (bench/skill.py), trained ≤ 45 min on 2 cores.
+    # Sixteen training members: with two, the 1600 steps then used saw each clip 3 times and μ fitted the training
+    # members' large scales better than the held-out one's (residual mean square 0.21 vs 0.29), so the diffusion
+    # learned a residual too narrow for unseen weather (sampled std 0.98× the truth's on training clips, 0.84× on
+    # held-out ones); on the held-out member the ratio was 0.79 with two, 0.88 with four, 0.92 with eight and
+    # 0.93 with sixteen training members (the last with 2200 steps; docs/skill.md).
+    "skill": dict(name="skill", coarse_n=8, factor=8, members=tuple(f"{i:04d}" for i in range(1, 18)), days=60,
                   time_chunk=8),
     # C8 → C32 (factor 4), 3 members, 365 days from January 1st (every season): bench/year.py on 2 cores.
     "year": dict(name="year", coarse_n=8, factor=4, members=("0001", "0002", "0003"), days=365,

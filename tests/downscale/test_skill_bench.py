@@ -45,3 +45,25 @@ def test_a_fold_imprint_shows_as_jumps_across_blocks_only(bench):
     profile = bench.jump_profile(z)
     assert np.abs(profile[1::2]).max() == 0                                  # inside a block
     assert profile[2:8:2].min() > 0.3                                        # across blocks
+
+
+def test_fine_power_by_band_finds_an_excess_in_the_band_that_has_it(bench):
+    import xarray as xr
+
+    n = 16
+    sources = ["ensemble", "truth"]
+    tile = xr.DataArray(np.ones((2, n // 2 + 1)), dims=("source", "wavenumber"),
+                        coords={"source": sources, "wavenumber": np.arange(n // 2 + 1)})
+    sphere = xr.DataArray(np.ones((2, 3 * n)), dims=("source", "total_wavenumber"),
+                          coords={"source": sources, "total_wavenumber": np.arange(3 * n)})
+    tile[0, 6:] = 2.0                                          # the upper half of the per-tile fine band, doubled
+    sphere[0, 2 * n:] = np.e                                   # sub-2-cell wavelengths, e times the truth's
+    rows = {r["band"]: r for r in bench.fine_power_by_band(tile, sphere, n)}
+    assert list(rows) == ["per tile, k 4–5", "per tile, k 6–8", "sphere, l 16–23", "sphere, l 24–31",
+                          "sphere, l 32–47"]
+    assert rows["per tile, k 4–5"]["ensemble"] == pytest.approx(0.0)
+    assert rows["per tile, k 6–8"]["ensemble"] == pytest.approx(np.log(2.0))
+    assert rows["sphere, l 32–47"]["ensemble"] == pytest.approx(1.0)
+    assert rows["sphere, l 16–23"]["ensemble"] == pytest.approx(0.0)
+    assert rows["per tile, k 4–5"]["share"] == pytest.approx(2 / 5)                 # 2 of the truth's 5 fine k
+    assert sum(rows[b]["share"] for b in rows if b.startswith("sphere")) == pytest.approx(1.0)
