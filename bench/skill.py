@@ -512,7 +512,12 @@ def main() -> int:
         config = PipelineConfig.from_yaml(args.pipeline)
     else:
         config = config_for(args.config, args.workdir or REPO / "skill-runs" / args.config)
-    text = section(args.config, config, run(config))
+    try:
+        timings = run(config)
+    except stages.StageChangedError as e:     # a workdir made with other settings: say so in one line
+        print(f"bench/skill.py: {e}", file=sys.stderr)
+        return 2
+    text = section(args.config, config, timings)
     print(text)
     if args.markdown:
         write_section(args.markdown, args.config, text)
