@@ -49,7 +49,7 @@ from downscale.bundle import BundleMetadata, read_bundle_metadata  # noqa: E402
 from downscale.pipeline_config import PipelineConfig, demo_config  # noqa: E402
 from downscale.diagnostics.distribution import percentile_error, wasserstein_distance  # noqa: E402
 from downscale.diagnostics.histogram import histogram  # noqa: E402
-from downscale.diagnostics.structure import band_power_ratio, fine_band_tile  # noqa: E402
+from downscale.diagnostics.structure import band_power_ratio, fine_band_sphere, fine_band_tile  # noqa: E402
 from downscale.evaluation.results import read_diagnostics  # noqa: E402
 from downscale.evaluation.score import PE_QUANTILE  # noqa: E402
 from downscale.evaluation.targets import TARGETS  # noqa: E402
@@ -323,22 +323,21 @@ def fine_power_by_band(tile: xr.DataArray, sphere: xr.DataArray, n: int) -> list
     only the cells smaller than the mean resolve beyond it). Per band the truth's share of its fine-band power
     and every other source's ln ratio to the truth's band power. ``tile``/``sphere``: the evaluation's
     ``power_spectrum`` / ``sphere_power_spectrum`` curves (dims ``source`` × wavenumber), C-``n`` fine grid."""
-    lo, hi = fine_band_tile(n)
+    k_lo, k_hi = fine_band_tile(n)
+    l_lo, _ = fine_band_sphere(n)
     l_end = int(sphere.total_wavenumber[-1])
-    bands = [("per tile", tile, "wavenumber", "k", lo, n * 3 // 8 - 1),
-             ("per tile", tile, "wavenumber", "k", n * 3 // 8, hi),
-             ("sphere", sphere, "total_wavenumber", "l", n, n * 3 // 2 - 1),
-             ("sphere", sphere, "total_wavenumber", "l", n * 3 // 2, 2 * n - 1),
-             ("sphere", sphere, "total_wavenumber", "l", 2 * n, l_end)]
+    spectra = [("per tile", tile, "wavenumber", "k", k_lo, [(k_lo, n * 3 // 8 - 1), (n * 3 // 8, k_hi)]),
+               ("sphere", sphere, "total_wavenumber", "l", l_lo,
+                [(l_lo, n * 3 // 2 - 1), (n * 3 // 2, 2 * n - 1), (2 * n, l_end)])]
     rows: list[dict[str, float | str]] = []
-    for kind, spec, dim, symbol, a, b in bands:
+    for kind, spec, dim, symbol, fine_lo, pieces in spectra:
         truth = spec.sel(source="truth", drop=True)
-        fine = float(truth.sel({dim: slice(lo if kind == "per tile" else n, None)}).sum())
-        row: dict[str, float | str] = {"band": f"{kind}, {symbol} {a}–{b}",
-                                       "share": float(truth.sel({dim: slice(a, b)}).sum()) / fine}
-        ratio = band_power_ratio(spec, truth, a, b, dim=dim)
-        row.update({str(src): float(ratio.sel(source=src)) for src in spec.source.values if src != "truth"})
-        rows.append(row)
+        fine = float(truth.sel({dim: slice(fine_lo, None)}).sum())
+        for a, b in pieces:
+            ratio = band_power_ratio(spec, truth, a, b, dim=dim)
+            share = float(truth.sel({dim: slice(a, b)}).sum()) / fine
+            rows.append({"band": f"{kind}, {symbol} {a}–{b}", "share": share,
+                         **{str(src): float(ratio.sel(source=src)) for src in spec.source.values if src != "truth"}})
     return rows
 
 
