@@ -66,7 +66,8 @@ class TrainingRecord(BaseModel):
     steps: int = Field(ge=0, description="optimizer steps taken")
     max_steps: int = Field(ge=0, description="optimizer steps the run was configured for")
     seed: int
-    mode: Literal["joint", "two_stage"] = Field(description="joint (STVD) or two_stage (CorrDiff)")
+    mode: Literal["joint", "detached", "two_stage"] = Field(
+        description="joint (STVD), detached (joint, diffusion gradients stopped at μ) or two_stage (CorrDiff)")
     spatial_mode: Geometry = Field(description="'cube': whole cubes; 'patch': face crops")
     patch_size: int | None = Field(description="fine cells per patch edge (patch mode)")
     ema_decay: float

@@ -120,8 +120,9 @@ class TrainConfig(_Section):
     dataset: Path = Field(description="prepared dataset directory (data_catalog.prepare)")
     output_dir: Path = Field(description="checkpoints/, logs/, model.bundle.safetensors go here")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    mode: Literal["joint", "two_stage"] = Field(
-        "joint", description="joint: mean + residual diffusion trained together (STVD); "
+    mode: Literal["joint", "detached", "two_stage"] = Field(
+        "joint", description="joint: mean + residual diffusion trained together (STVD); detached: trained together, "
+                             "but the diffusion loss's gradients stop at μ (μ learns from its own loss only); "
                              "two_stage: mean first, then frozen, then the residual (CorrDiff)")
     mean_stage_fraction: float = Field(0.3, gt=0, lt=1, description="two_stage: share of max_steps for the mean")
     max_steps: int = Field(ge=1, default=100_000)
@@ -172,7 +173,7 @@ class TrainConfig(_Section):
     def stages(self) -> list[tuple[str, int]]:
         """Each learning-rate stage as (what it is, in words; its optimizer steps): the whole run in joint
         mode, the mean stage and the residual stage in two_stage mode. Each has its own warm-up."""
-        if self.mode == "joint":
+        if self.mode != "two_stage":
             return [(f"the run (max_steps {self.max_steps})", self.max_steps)]
         mean, rest = self.mean_stage_steps, self.max_steps - self.mean_stage_steps
         return [(f"the mean stage ({mean} steps: mean_stage_fraction {self.mean_stage_fraction:g} × max_steps "
@@ -195,6 +196,11 @@ class TrainConfig(_Section):
                             f"({total}): the only checkpoint is written at the end, so an interrupted run "
                             "starts again from step 0")
         return warnings
+
+    @property
+    def detach_mean(self) -> bool:
+        """Whether the diffusion loss's gradients stop at μ: in ``detached`` and ``two_stage`` mode."""
+        return self.mode != "joint"
 
     @property
     def mean_stage_steps(self) -> int:

@@ -80,7 +80,7 @@ def downscaler_spec(config: TrainConfig, info: DatasetInfo, network: NetworkConf
     one output channel, the diffusion settings of ``config`` (μ detached in ``two_stage`` mode)."""
     d = config.diffusion
     return DownscalerSpec(network=network, in_channels=info.in_channels, out_channels=1, sigma_data=d.sigma_data,
-                          detach_mean=config.mode == "two_stage", P_mean=d.P_mean, P_std=d.P_std,
+                          detach_mean=config.detach_mean, P_mean=d.P_mean, P_std=d.P_std,
                           diffusion_weight=d.diffusion_weight)
 
 

@@ -45,6 +45,13 @@ def test_defaults_and_preset_shorthand():
     assert two.mean_stage_steps == 250
 
 
+@pytest.mark.parametrize("mode, detach, stages", [("joint", False, 1), ("detached", True, 1), ("two_stage", True, 2)])
+def test_each_mode_says_whether_the_diffusion_gradients_stop_at_the_mean(mode, detach, stages):
+    c = TrainConfig.model_validate(_base(mode=mode, max_steps=1000, optimizer={"warmup_steps": 100}))
+    assert c.detach_mean is detach and len(c.stages) == stages
+    assert (c.mean_stage_steps > 0) is (mode == "two_stage")          # only two_stage freezes μ after a stage
+
+
 def test_validation_samples_with_the_production_sampler_and_reads_old_configs():
     from downscale.inference.config import GenerateConfig
     from downscale.models.samplers import PRODUCTION_SAMPLER
