@@ -172,7 +172,7 @@ class TrainConfig(_Section):
     @property
     def stages(self) -> list[tuple[str, int]]:
         """Each learning-rate stage as (what it is, in words; its optimizer steps): the whole run in joint
-        mode, the mean stage and the residual stage in two_stage mode. Each has its own warm-up."""
+        and detached mode, the mean stage and the residual stage in two_stage mode. Each has its own warm-up."""
         if self.mode != "two_stage":
             return [(f"the run (max_steps {self.max_steps})", self.max_steps)]
         mean, rest = self.mean_stage_steps, self.max_steps - self.mean_stage_steps

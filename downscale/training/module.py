@@ -77,7 +77,7 @@ def network_config(config: TrainConfig, info: DatasetInfo) -> NetworkConfig:
 
 def downscaler_spec(config: TrainConfig, info: DatasetInfo, network: NetworkConfig) -> DownscalerSpec:
     """The :class:`DownscalerSpec` a training builds: ``network`` on the dataset's conditioning channels,
-    one output channel, the diffusion settings of ``config`` (μ detached in ``two_stage`` mode)."""
+    one output channel, the diffusion settings of ``config`` (μ detached in ``detached`` and ``two_stage`` mode)."""
     d = config.diffusion
     return DownscalerSpec(network=network, in_channels=info.in_channels, out_channels=1, sigma_data=d.sigma_data,
                           detach_mean=config.detach_mean, P_mean=d.P_mean, P_std=d.P_std,

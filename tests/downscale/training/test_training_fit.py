@@ -175,6 +175,17 @@ def test_joint_mode_trains_both_networks_every_step(tiny_prepared, tmp_path):
         assert not torch.equal(snaps.denoiser[step], snaps.denoiser[step - 1])
 
 
+def test_detached_mode_trains_both_networks_with_the_diffusion_gradients_stopped_at_the_mean(tiny_prepared, tmp_path):
+    config = tiny_config(tiny_prepared, tmp_path / "detached", mode="detached", max_steps=2,
+                         validation={"every_n_steps": 100})
+    snaps = Snapshots()
+    _, module = fit(config, callbacks=[snaps])
+    for step in (1, 2):                 # μ learns from its own loss, the denoiser from the diffusion loss
+        assert not torch.equal(snaps.mean[step], snaps.mean[step - 1])
+        assert not torch.equal(snaps.denoiser[step], snaps.denoiser[step - 1])
+    assert module.net.detach_mean and not module.mean_frozen     # test_downscaler: detach_mean stops the gradients
+
+
 def test_patch_mode_trains_and_validates(tiny_prepared, tmp_path):
     config = tiny_config(tiny_prepared, tmp_path / "patch", max_steps=3, spatial_mode="patch", patch_size=8,
                          validation={"every_n_steps": 3})
