@@ -421,8 +421,8 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
              f"Held-out member {g.member}, {ev['n_times']} frames ({ev['period'][0]} … {ev['period'][1]}), "
              f"{ev['n_members']} members, sampler {g.sampler.kind} {g.sampler.num_steps} steps (NFE {g.sampler.nfe}, "
              f"σ {g.sampler.sigma_max:g} → {g.sampler.sigma_min:g}, ρ {g.sampler.rho:g}), mass correction bounded at "
-             f"{g.mass_correction_max_ratio:g}×, {config.train.max_steps} training steps ({config.train.mode}) of the "
-             f"`{config.train.network.preset}` network"
+             f"{g.mass_correction_max_ratio:g}×, {config.train.max_steps} training steps "
+             f"({config.train.mode}) of the `{config.train.network.preset}` network"
              + "".join(f", {k}: {v}" for k, v in config.train.network.overrides.items()) + ". Stage times (s): "
              + ", ".join(f"{n} {'skipped' if sk else f'{t:.0f}'}" for n, sk, t in timings) + ".",
              "", "| target | ensemble | goal | |", "|---|---|---|---|", *target_rows(s, floor, res)]
