@@ -31,7 +31,7 @@ import tempfile
 from datetime import UTC, datetime
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from downscale.baselines import QuantileTable
 from downscale.dataset_info import DatasetInfo
 from downscale.models.config import Geometry
-from downscale.models.downscaler import DownscalerSpec, VideoDownscaler
+from downscale.models.downscaler import DownscalerSpec, TrainingMode, VideoDownscaler
 from downscale.version import __version__
 
 #: Layout of the bundle metadata this software writes (history in CHANGELOG.md).
@@ -66,8 +66,7 @@ class TrainingRecord(BaseModel):
     steps: int = Field(ge=0, description="optimizer steps taken")
     max_steps: int = Field(ge=0, description="optimizer steps the run was configured for")
     seed: int
-    mode: Literal["joint", "detached", "two_stage"] = Field(
-        description="joint (STVD), detached (joint, diffusion gradients stopped at μ) or two_stage (CorrDiff)")
+    mode: TrainingMode = Field(description="how μ and the diffusion were trained (TrainingMode)")
     spatial_mode: Geometry = Field(description="'cube': whole cubes; 'patch': face crops")
     patch_size: int | None = Field(description="fine cells per patch edge (patch mode)")
     ema_decay: float

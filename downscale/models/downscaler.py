@@ -24,7 +24,7 @@ gradients into the mean network through the residual and the conditioning; ``det
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,11 @@ from downscale.models.config import Geometry, NetworkConfig
 from downscale.models.edm import EDMPrecond, edm_loss
 from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig, sample
 from downscale.models.video_unet import VideoUNet
+
+
+#: How μ and the residual diffusion train: ``joint`` (STVD), ``detached`` (together, the diffusion loss's
+#: gradients stopped at μ: ``detach_mean``) or ``two_stage`` (CorrDiff: μ first, then frozen, also detached).
+TrainingMode = Literal["joint", "detached", "two_stage"]
 
 
 def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

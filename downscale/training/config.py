@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_catalog.errors import read_yaml_mapping, validated
+from downscale.models.downscaler import TrainingMode
 from downscale.models.samplers import PRODUCTION_SAMPLER, SamplerConfig
 
 Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed", "64"]
@@ -120,7 +121,7 @@ class TrainConfig(_Section):
     dataset: Path = Field(description="prepared dataset directory (data_catalog.prepare)")
     output_dir: Path = Field(description="checkpoints/, logs/, model.bundle.safetensors go here")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    mode: Literal["joint", "detached", "two_stage"] = Field(
+    mode: TrainingMode = Field(
         "joint", description="joint: mean + residual diffusion trained together (STVD); detached: trained together, "
                              "but the diffusion loss's gradients stop at μ (μ learns from its own loss only); "
                              "two_stage: mean first, then frozen, then the residual (CorrDiff)")
