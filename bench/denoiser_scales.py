@@ -6,8 +6,9 @@
 
 On a few validation clips (whole cubes, normalized units, EMA weights, fixed seeds):
 
-1. per σ, the error of ``D(r + n; σ)`` against the true residual ``r = y − μ`` over the error of the "do
-   nothing" denoiser ``c_skip·x``, in three bands of index wavenumber k (cycles per tile edge): ``low``
+1. per σ, the error of ``D(r + n; σ)`` against the true residual ``r = (y − μ) / s`` (``s`` the model's residual
+   scale, 1 unless ``train.residual_scale`` is set) over the error of the "do nothing" denoiser ``c_skip·x``,
+   in three bands of index wavenumber k (cycles per tile edge): ``low``
    k < n/8, ``mid`` n/8 ≤ k < n/4, ``high`` k ≥ n/4 (wavelengths ≤ 4 cells) — beside the ratio a Gaussian
    (Wiener) denoiser would reach on a residual with the truth's spectrum, which shows where a ratio below 1
    is possible at all;
@@ -126,7 +127,8 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
         residual = target.float() - mu.float()
         cond_d = torch.cat([cond, mu], dim=2)
         noise_gen = torch.Generator().manual_seed(seed * 1_000_003 + 2 * index)
-        parts.append(denoiser_band_errors(lambda x, s: net.denoiser(x, s, cond_d), residual, sigmas,  # noqa: B023
+        scaled = residual / net.residual_scale  # what the denoiser models (1 unless train.residual_scale is set)
+        parts.append(denoiser_band_errors(lambda x, s: net.denoiser(x, s, cond_d), scaled, sigmas,  # noqa: B023
                                           net.sigma_data, generator=noise_gen))
         latent_gen = torch.Generator().manual_seed(seed * 1_000_003 + 2 * index + 1)
         draws = []

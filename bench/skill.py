@@ -417,12 +417,13 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
         "source_kind", errors="ignore")
     floor, res = noise_floor(config, truth_hist), residual_std_ratio(config)
     g = config.generate
+    scale = "" if config.train.residual_scale == "none" else f", residual scale {config.train.residual_scale}"
     lines = [f"## `{name}` config", "",
              f"Held-out member {g.member}, {ev['n_times']} frames ({ev['period'][0]} … {ev['period'][1]}), "
              f"{ev['n_members']} members, sampler {g.sampler.kind} {g.sampler.num_steps} steps (NFE {g.sampler.nfe}, "
              f"σ {g.sampler.sigma_max:g} → {g.sampler.sigma_min:g}, ρ {g.sampler.rho:g}), mass correction bounded at "
              f"{g.mass_correction_max_ratio:g}×, {config.train.max_steps} training steps "
-             f"({config.train.mode}) of the `{config.train.network.preset}` network"
+             f"({config.train.mode}{scale}) of the `{config.train.network.preset}` network"
              + "".join(f", {k}: {v}" for k, v in config.train.network.overrides.items()) + ". Stage times (s): "
              + ", ".join(f"{n} {'skipped' if sk else f'{t:.0f}'}" for n, sk, t in timings) + ".",
              "", "| target | ensemble | goal | |", "|---|---|---|---|", *target_rows(s, floor, res)]

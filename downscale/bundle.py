@@ -17,9 +17,9 @@ metadata document itself (which covers the weights' digest: every byte of meanin
 Loading never unpickles code (safetensors holds tensors only) and never imports the training stack. A
 bundle whose format, checksums (metadata or weights), software version, variables or resolution do not
 fit is refused with a message that says what differs. The format (:data:`BUNDLE_FORMAT`) changes
-whenever the metadata layout does; each change has an entry in ``CHANGELOG.md``. An older format whose
-layout is the current one less optional fields is still read (:data:`_STILL_READ`); any other format is
-refused naming the format it has and the one this software reads.
+whenever the layout of the metadata or of the weights does; each change has an entry in ``CHANGELOG.md``. An
+older format whose layout is the current one less optional parts is still read (:data:`_STILL_READ`); any other
+format is refused naming the format it has and the one this software reads.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from downscale.models.config import Geometry
 from downscale.models.downscaler import DownscalerSpec, TrainingMode, VideoDownscaler
 from downscale.version import __version__
 
-#: Layout of the bundle metadata this software writes (history in CHANGELOG.md).
-BUNDLE_FORMAT = 3
-#: Older formats this software still reads: their layout is this one less fields that default to None
-#: (format 2: no ``baselines.ensemble_quantile_mapping``).
-_STILL_READ = frozenset({2})
+#: Layout of the bundle metadata and weights this software writes (history in CHANGELOG.md).
+BUNDLE_FORMAT = 4
+#: Older formats this software still reads: their layout is this one less parts that have a default (format 3:
+#: no ``residual_scale`` tensor, read as 1; format 2: nor ``baselines.ensemble_quantile_mapping``, read as None).
+_STILL_READ = frozenset({2, 3})
 #: Older formats → the last software that reads them (named in the refusal).
 _LAST_READER = {1: "fv3-downscale 0.1.0 up to commit 4cbd43d (untyped metadata)"}
 _METADATA_KEY = "fv3_downscale_bundle"
@@ -115,7 +115,7 @@ def _tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
     for name, tensor in tensors:
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -144,7 +144,7 @@ class Runtime:
         churn = (lambda i: frame_noise(seeds, spatial, i + 1).to(self.device)) if self.sampler.stochastic else None
         denoise = fused_denoiser(window, length, T, self.window_stride)
         residual = sample(denoise, latents, self.sampler, churn_noise=churn)
-        return self.physical(mu + residual).squeeze(2)
+        return self.physical(self.net.add_residual(mu, residual)).squeeze(2)
 
 
 def load_runtime(bundle: str | Path, device: str, sampler: SamplerConfig, window_stride: int,

@@ -6,9 +6,11 @@ normalized, unitless. Target ``y (B, T, C_out, …)`` in the same layout (normal
 
 * ``μ = mean_net(cond)`` — a deterministic :class:`~downscale.models.video_unet.VideoUNet`, trained by
   area-weighted MSE ``mean(w·(μ − y)²)``;
-* ``r = y − μ`` — the residual, modelled by ``D = EDMPrecond(VideoUNet)`` over the whole T-frame clip,
-  conditioned on ``[cond, μ]``, trained by the EDM loss (:func:`~downscale.models.edm.edm_loss`);
-* a sample is ``μ + r̂`` with ``r̂`` from a sampler of :mod:`downscale.models.samplers` (the production one
+* ``r = (y − μ) / s`` — the residual, modelled by ``D = EDMPrecond(VideoUNet)`` over the whole T-frame clip,
+  conditioned on ``[cond, μ]``, trained by the EDM loss (:func:`~downscale.models.edm.edm_loss`). ``s`` is the
+  buffer ``residual_scale``: 1 (a scalar) unless a per-cell scale ``(6, H, W)`` was set
+  (:meth:`VideoDownscaler.set_residual_scale`, :mod:`downscale.training.residual_scale`);
+* a sample is ``μ + s·r̂`` with ``r̂`` from a sampler of :mod:`downscale.models.samplers` (the production one
   by default: what validation samples is what generation ships).
 
 ``detach_mean=False`` (STVD, Srivastava et al. 2024: joint training) lets the diffusion loss push
@@ -63,6 +65,7 @@ class VideoDownscaler(nn.Module):
         self.detach_mean = detach_mean
         self.P_mean, self.P_std = P_mean, P_std
         self.diffusion_weight = diffusion_weight
+        self.register_buffer("residual_scale", torch.ones(()))
 
     @classmethod
     def build(cls, network_config: NetworkConfig, in_channels: int, out_channels: int, sigma_data: float = 1.0,
@@ -88,6 +91,29 @@ class VideoDownscaler(nn.Module):
         self.mean_net.geometry = value
         self.denoiser.model.geometry = value
 
+    def set_residual_scale(self, scale: torch.Tensor) -> None:
+        """Let the diffusion model ``(y − μ) / scale``; ``scale`` a positive, finite scalar or per-cell ``(6, H, W)``
+        map (normalized units; whole cubes only)."""
+        scale = torch.as_tensor(scale, dtype=torch.float32)
+        if scale.ndim not in (0, 3) or not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
+            raise ValueError(f"a residual scale must be a positive, finite scalar or (6, H, W) map, got shape "
+                             f"{tuple(scale.shape)} with minimum {float(scale.min()):g}")
+        self.residual_scale = scale.to(self.residual_scale.device)
+
+    def add_residual(self, mu: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """A sample ``μ + s·r̂`` from the mean and a residual ``r̂`` in the diffusion's units."""
+        return mu + self.residual_scale * residual
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The scale's shape is the saved model's (a per-cell map or a scalar); models saved before it existed had 1.
+        key = prefix + "residual_scale"
+        if key in state_dict:
+            self.residual_scale = torch.empty_like(state_dict[key], device=self.residual_scale.device)
+        else:
+            state_dict[key] = torch.ones(())
+            self.residual_scale = torch.ones((), device=self.residual_scale.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward_mean(self, cond: torch.Tensor) -> torch.Tensor:
         """``μ (B, T, C_out, …)`` from ``cond (B, T, C_cond, …)``."""
         return self.mean_net(cond)
@@ -107,7 +133,8 @@ class VideoDownscaler(nn.Module):
         mu = self.forward_mean(cond)
         mean_loss = weighted_mse(mu, target, area_weights)
         mu_d = self._mean_for_diffusion(mu)
-        diffusion_loss = edm_loss(self.denoiser, target - mu_d, torch.cat([cond, mu_d], dim=2), area_weights,
+        residual = (target - mu_d) / self.residual_scale
+        diffusion_loss = edm_loss(self.denoiser, residual, torch.cat([cond, mu_d], dim=2), area_weights,
                                   P_mean=self.P_mean, P_std=self.P_std, sigma=sigma, noise=noise, generator=generator)
         return {"total": mean_loss + self.diffusion_weight * diffusion_loss,
                 "mean_loss": mean_loss, "diffusion_loss": diffusion_loss}
@@ -115,8 +142,8 @@ class VideoDownscaler(nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, latents: torch.Tensor, sampler: SamplerConfig = PRODUCTION_SAMPLER, *,
                mean: torch.Tensor | None = None, churn_noise: Any = None) -> torch.Tensor:
-        """One ensemble member per clip: ``μ + r̂ (B, T, C_out, …)``, ``r̂`` from ``sampler`` started at unit-variance
-        ``latents`` (shaped like μ; ``churn_noise`` for a stochastic Heun sampler). Pass ``mean`` to reuse a μ
+        """One ensemble member per clip: ``μ + s·r̂ (B, T, C_out, …)``, ``r̂`` from ``sampler`` started at
+        unit-variance ``latents`` (shaped like μ; ``churn_noise`` for a stochastic Heun sampler). Pass ``mean`` to reuse a μ
         already computed. Call ``.eval()`` first (dropout)."""
         mu = self.forward_mean(cond) if mean is None else mean
         if latents.shape != mu.shape:
@@ -124,7 +151,7 @@ class VideoDownscaler(nn.Module):
         cond_d = torch.cat([cond, mu], dim=2)
         residual = sample(lambda x, sigma: self.denoiser(x, sigma, cond_d), latents.to(mu.device), sampler,
                           churn_noise=churn_noise, dtype=mu.dtype)
-        return mu + residual
+        return self.add_residual(mu, residual)
 
     def sample_members(self, cond: torch.Tensor, members: int, sampler: SamplerConfig, generator: torch.Generator,
                        *, mean: torch.Tensor | None = None, members_per_batch: int = 1) -> torch.Tensor:

@@ -135,6 +135,9 @@ class TrainConfig(_Section):
     loss_weighting: Literal["area", "cell"] = Field(
         "area", description="area: each cell's loss weighted by its area (every m² counts alike); cell: every cell "
                             "counts alike (small cells near tile edges and corners weigh more than under area)")
+    residual_scale: Literal["none", "subgrid_rms"] = Field(
+        "none", description="none: the diffusion models y − μ; subgrid_rms: (y − μ) / s, s the training split's "
+                            "per-cell fine-scale RMS (downscale.training.residual_scale; whole cubes only)")
     log_every_n_steps: int = Field(50, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
@@ -156,6 +159,9 @@ class TrainConfig(_Section):
         if self.spatial_mode == "cube" and self.patch_size is not None:
             raise ValueError(f"patch_size {self.patch_size} given but spatial_mode is 'cube'; "
                              "set spatial_mode: patch or drop patch_size")
+        if self.spatial_mode == "patch" and self.residual_scale != "none":
+            raise ValueError(f"residual_scale {self.residual_scale!r} is a per-cell map of whole cubes; use "
+                             "spatial_mode: cube or residual_scale: none")
         if self.validation.members_per_batch > self.validation.ensemble_size:
             raise ValueError(f"validation.members_per_batch ({self.validation.members_per_batch}) exceeds "
                              f"validation.ensemble_size ({self.validation.ensemble_size})")

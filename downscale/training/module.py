@@ -111,11 +111,13 @@ class DownscalingModule(pl.LightningModule):
     Args:
         train_config: the :class:`TrainConfig` (or its JSON dict, as stored in checkpoints).
         dataset: :class:`DatasetInfo` of the prepared dataset (or its dict).
-        area_weights: fine cell area / mean ``(6, nf, nf)``; zeros are replaced by the checkpoint's.
+        area_weights: fine cell area / mean ``(6, nf, nf)``; ones are replaced by the checkpoint's.
+        residual_scale: with ``residual_scale`` other than ``none`` in the config, the map ``(6, nf, nf)``
+            (:mod:`downscale.training.residual_scale`); ones are replaced by the checkpoint's.
     """
 
     def __init__(self, train_config: TrainConfig | dict, dataset: DatasetInfo | dict,
-                 area_weights: torch.Tensor | None = None) -> None:
+                 area_weights: torch.Tensor | None = None, residual_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = TrainConfig.model_validate(train_config)
         self.info = DatasetInfo.model_validate(dataset)
@@ -129,6 +131,10 @@ class DownscalingModule(pl.LightningModule):
         if tuple(weights.shape) != (6, nf, nf):
             raise ValueError(f"area weights {tuple(weights.shape)} do not fit the C{nf} grid (6, {nf}, {nf})")
         self.register_buffer("area_weights", weights.float().clone())
+        if self.config.residual_scale != "none":
+            self.net.set_residual_scale(residual_scale if residual_scale is not None else torch.ones(6, nf, nf))
+        elif residual_scale is not None:
+            raise ValueError("a residual scale map was given but the config says residual_scale: none")
         self.ema = EMA(self.net, self.config.ema.decay, self.config.ema.warmup)
         self.mean_frozen = False
         self._reset_validation_sums()

@@ -54,6 +54,7 @@ from downscale.training.datamodule import DownscalingDataModule
 from downscale.training.ensemble_table import fit_ensemble_quantile_table
 from downscale.training.module import CHECKPOINT_KEY, DownscalingModule, downscaler_spec, fine_area_weights
 from downscale.training.progress import ProgressCallback, ProgressReport, TrainingLog
+from downscale.training.residual_scale import subgrid_rms_scale
 from downscale.training.resume import resume_point
 from downscale.training.run_record import ConfigRecord, MetricsLog
 
@@ -144,7 +145,8 @@ def build_datamodule(config: TrainConfig) -> DownscalingDataModule:
 
 def build_module(config: TrainConfig) -> DownscalingModule:
     prepared = PreparedDataset.open(config.dataset)
-    return DownscalingModule(config, DatasetInfo.from_prepared(prepared), fine_area_weights(prepared))
+    scale = subgrid_rms_scale(prepared) if config.residual_scale == "subgrid_rms" else None
+    return DownscalingModule(config, DatasetInfo.from_prepared(prepared), fine_area_weights(prepared), scale)
 
 
 # ---- fit --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from downscale.bundle import (
     read_bundle_metadata,
     save_bundle,
     verify_bundle,
+    weights_digest,
 )
 from downscale.models.config import network_preset
 from downscale.models.downscaler import DownscalerSpec
@@ -73,7 +74,7 @@ def test_round_trip_keeps_every_typed_field(tmp_path):
     state = _state()
     meta = save_bundle(tmp_path / "m.safetensors", state, _meta())
     loaded_meta, loaded = load_bundle(tmp_path / "m.safetensors")
-    assert loaded_meta == meta and len(meta.bundle_id) == 12 and meta.format == BUNDLE_FORMAT == 3
+    assert loaded_meta == meta and len(meta.bundle_id) == 12 and meta.format == BUNDLE_FORMAT == 4
     assert loaded_meta.model == SPEC and loaded_meta.model.network.frames == 3
     assert loaded_meta.baselines.quantile_mapping == TABLE
     assert loaded_meta.normalization["PRATEsfc"].std == 1.0 and loaded_meta.training.mode == "two_stage"
@@ -108,7 +109,7 @@ def test_an_older_format_is_refused_by_name_and_version(tmp_path):
     with pytest.raises(BundleError) as err:
         load_model(path)
     message = str(err.value)
-    assert f"bundle {path} has format 1, this software (fv3-downscale {__version__}) reads format 3" in message
+    assert f"bundle {path} has format 1, this software (fv3-downscale {__version__}) reads format 4" in message
     assert "export_bundle" in message and "commit 4cbd43d" in message
 
 
@@ -127,13 +128,38 @@ def test_a_format_2_bundle_is_read_without_the_ensemble_table_and_rewritten_as_f
     assert read.format == 2 and read.baselines.ensemble_quantile_mapping is None
     assert read.baselines.quantile_mapping == TABLE
     rewritten = save_bundle(tmp_path / "again.safetensors", loaded, read)
-    assert rewritten.format == BUNDLE_FORMAT == 3 and read_bundle_metadata(tmp_path / "again.safetensors") == rewritten
+    assert rewritten.format == BUNDLE_FORMAT == 4 and read_bundle_metadata(tmp_path / "again.safetensors") == rewritten
+
+
+def test_a_format_3_bundle_loads_with_residual_scale_1_and_a_per_cell_scale_round_trips(tmp_path):
+    """Format 4 added the weight ``residual_scale``; a format-3 bundle (weights without it) loads with the scale 1."""
+    state = _state()
+    assert float(state["residual_scale"]) == 1.0
+    meta = save_bundle(tmp_path / "m.safetensors", state, _meta())
+    document = meta.model_dump(mode="json")
+    document.pop("metadata_sha256")
+    document["format"] = 3
+    old = tmp_path / "format3.safetensors"
+    weights = {k: v for k, v in state.items() if k != "residual_scale"}
+    document["weights_sha256"] = weights_digest(weights)
+    save_file(weights, str(old), metadata={"fv3_downscale_bundle": json.dumps(
+        {**document, "metadata_sha256": metadata_digest(document)})})
+    net, read = load_model(old)
+    assert read.format == 3 and net.residual_scale.shape == () and float(net.residual_scale) == 1.0
+
+    scaled = SPEC.build()
+    scaled.load_state_dict(state)
+    scale = 0.5 + torch.rand(6, 16, 16, generator=torch.Generator().manual_seed(2))
+    scaled.set_residual_scale(scale)
+    save_bundle(tmp_path / "scaled.safetensors", scaled.state_dict(), _meta())
+    net, read = load_model(tmp_path / "scaled.safetensors")
+    assert read.format == 4 and torch.equal(net.residual_scale, scale)
 
 
 def test_a_newer_or_missing_format_is_refused(tmp_path):
     path = tmp_path / "new.safetensors"
-    _write_header(path, {"format": 4})
-    with pytest.raises(BundleError, match="has format 4, .* reads format 3; update fv3-downscale"):
+    _write_header(path, {"format": 5})
+    with pytest.raises(BundleError, match="has format 5, .* reads format 4; update fv3-downscale"):
         read_bundle_metadata(path)
     _write_header(path, {"software_version": "0.1.0"})
     with pytest.raises(BundleError, match="names no format"):

@@ -9,6 +9,7 @@ from data_catalog.cubesphere import cell_areas
 from downscale.models.config import network_preset
 from downscale.models.samplers import SamplerConfig
 from downscale.models.downscaler import VideoDownscaler
+from downscale.models.edm import edm_loss
 
 B, T, C_COND, N = 2, 3, 4, 16
 
@@ -54,6 +55,39 @@ def test_patch_geometry_switches_both_networks():
     losses = model.loss(cond, target, torch.ones(12, 8))
     assert torch.isfinite(losses["total"])
     assert model.eval().sample(cond, torch.randn(target.shape)).shape == target.shape
+
+
+def test_the_diffusion_models_the_residual_over_its_scale_and_samples_add_it_back():
+    torch.manual_seed(0)
+    plain = VideoDownscaler.build(network_preset("tiny"), C_COND, 1).eval()
+    scaled = VideoDownscaler.build(network_preset("tiny"), C_COND, 1).eval()
+    scaled.load_state_dict(plain.state_dict())
+    scale = 0.5 + torch.rand(6, N, N, generator=torch.Generator().manual_seed(3))
+    scaled.set_residual_scale(scale)
+    cond, target, area = batch()
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(4))
+    fixed = {"sigma": torch.full((B,), 0.7), "noise": noise}
+    with torch.no_grad():
+        mu = plain.forward_mean(cond)
+        expected = edm_loss(plain.denoiser, (target - mu) / scale, torch.cat([cond, mu], dim=2), area, **fixed)
+        torch.testing.assert_close(scaled.loss(cond, target, area, **fixed)["diffusion_loss"], expected)
+        assert abs(float(plain.loss(cond, target, area, **fixed)["diffusion_loss"] - expected)) > 1e-4 * float(expected)
+        latents = torch.randn(target.shape, generator=torch.Generator().manual_seed(5))
+        torch.testing.assert_close(scaled.sample(cond, latents) - mu, scale * (plain.sample(cond, latents) - mu))
+
+    reloaded = VideoDownscaler.build(network_preset("tiny"), C_COND, 1)          # a scalar 1 until loaded
+    reloaded.load_state_dict(scaled.state_dict())
+    assert torch.equal(reloaded.residual_scale, scale)
+    old = {k: v for k, v in plain.state_dict().items() if k != "residual_scale"}  # saved before the scale existed
+    reloaded.load_state_dict(old)
+    assert reloaded.residual_scale.shape == () and float(reloaded.residual_scale) == 1.0
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(6, N, N), torch.full((6, N, N), float("nan")), torch.ones(N, N)])
+def test_a_residual_scale_that_cannot_divide_is_refused(bad):
+    model = VideoDownscaler.build(network_preset("tiny"), C_COND, 1)
+    with pytest.raises(ValueError, match="positive, finite scalar or"):
+        model.set_residual_scale(bad)
 
 
 @pytest.mark.parametrize("detach", [False, True])
