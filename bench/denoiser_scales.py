@@ -124,11 +124,10 @@ def evaluate(loaded: Loaded, clips: int, sigmas: list[float], samples: int, samp
         target = batch["target"].to(device)
         cond = build_conditioning(coarse, static, loaded.info.factor, "cube")
         mu = net.forward_mean(cond)
-        residual = target.float() - mu.float()
         cond_d = torch.cat([cond, mu], dim=2)
         noise_gen = torch.Generator().manual_seed(seed * 1_000_003 + 2 * index)
-        scaled = residual / net.residual_scale  # what the denoiser models (1 unless train.residual_scale is set)
-        parts.append(denoiser_band_errors(lambda x, s: net.denoiser(x, s, cond_d), scaled, sigmas,  # noqa: B023
+        residual = net.scaled_residual(target.float(), mu.float())  # what the denoiser models
+        parts.append(denoiser_band_errors(lambda x, s: net.denoiser(x, s, cond_d), residual, sigmas,  # noqa: B023
                                           net.sigma_data, generator=noise_gen))
         latent_gen = torch.Generator().manual_seed(seed * 1_000_003 + 2 * index + 1)
         draws = []

@@ -100,8 +100,13 @@ class VideoDownscaler(nn.Module):
                              f"{tuple(scale.shape)} with minimum {float(scale.min()):g}")
         self.residual_scale = scale.to(self.residual_scale.device)
 
+    def scaled_residual(self, target: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """The residual in the diffusion's units, ``(y − μ) / s``: what the denoiser models."""
+        return (target - mu) / self.residual_scale
+
     def add_residual(self, mu: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """A sample ``μ + s·r̂`` from the mean and a residual ``r̂`` in the diffusion's units."""
+        """A sample ``μ + s·r̂`` from the mean and a residual ``r̂`` in the diffusion's units (the inverse of
+        :meth:`scaled_residual`)."""
         return mu + self.residual_scale * residual
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -133,8 +138,7 @@ class VideoDownscaler(nn.Module):
         mu = self.forward_mean(cond)
         mean_loss = weighted_mse(mu, target, area_weights)
         mu_d = self._mean_for_diffusion(mu)
-        residual = (target - mu_d) / self.residual_scale
-        diffusion_loss = edm_loss(self.denoiser, residual, torch.cat([cond, mu_d], dim=2), area_weights,
+        diffusion_loss = edm_loss(self.denoiser, self.scaled_residual(target, mu_d), torch.cat([cond, mu_d], dim=2), area_weights,
                                   P_mean=self.P_mean, P_std=self.P_std, sigma=sigma, noise=noise, generator=generator)
         return {"total": mean_loss + self.diffusion_weight * diffusion_loss,
                 "mean_loss": mean_loss, "diffusion_loss": diffusion_loss}

@@ -143,9 +143,12 @@ def build_datamodule(config: TrainConfig) -> DownscalingDataModule:
                                  patch_size=config.patch_size, seed=config.seed)
 
 
-def build_module(config: TrainConfig) -> DownscalingModule:
+def build_module(config: TrainConfig, resuming: bool = False) -> DownscalingModule:
+    """The module of a run on its prepared dataset. The residual scale map is measured for a new run only: a
+    resumed one takes it from its checkpoint."""
     prepared = PreparedDataset.open(config.dataset)
-    scale = subgrid_rms_scale(prepared) if config.residual_scale == "subgrid_rms" else None
+    measure = config.residual_scale == "subgrid_rms" and not resuming
+    scale = subgrid_rms_scale(prepared) if measure else None
     return DownscalingModule(config, DatasetInfo.from_prepared(prepared), fine_area_weights(prepared), scale)
 
 
@@ -169,7 +172,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: list[pl.Callback] 
         log.info("no checkpoint in %s: training starts at step 0", config.checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    module = build_module(config)
+    module = build_module(config, resuming=start is not None)
     share_lightning_logs()
     trainer = build_trainer(config, [ConfigRecord(config), TrainingLog(), *(callbacks or [])],
                             start_step=start.step if start else 0, **trainer_overrides)

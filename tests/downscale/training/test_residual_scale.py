@@ -92,3 +92,13 @@ def test_training_stores_the_scale_and_the_bundle_samples_with_it(tiny_prepared,
     assert int(wet.sum()) > 100                                                # floored cells left out
     mu0 = mu[0, :, 0].expand_as(generated)
     torch.testing.assert_close((generated - mu0)[wet], (scale * (generated_plain - mu0))[wet], rtol=1e-4, atol=1e-4)
+
+
+def test_a_resumed_run_takes_the_scale_from_its_checkpoint(tiny_prepared, tmp_path):
+    torch.set_num_threads(1)
+    config = tiny_config(tiny_prepared, tmp_path / "out", residual_scale="subgrid_rms", max_steps=2,
+                         validation={"every_n_steps": 2})
+    train(config)
+    net, meta = load_model(train(config.model_copy(update={"max_steps": 4}), resume=True), "cpu")
+    assert meta.training.steps == 4
+    torch.testing.assert_close(net.residual_scale, subgrid_rms_scale(PreparedDataset.open(tiny_prepared)))
