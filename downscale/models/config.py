@@ -68,6 +68,11 @@ class NetworkConfig(BaseModel):
     space_to_depth: int = Field(
         1, ge=1, description="pixel-unshuffle stem: fold s×s cells into channels before level 0 and unfold them "
                              "after the last layer (per tile; s = 1: off). A CPU economy, not the paper's choice")
+    full_res_channels: int = Field(
+        0, ge=0, description="with a space-to-depth stem: a full-resolution output head. The last features are "
+                             "unfolded to this many channels per cell, joined with the unfolded output, and a 3×3 "
+                             "convolution of them (starting at zero) is added to that output, so an output cell can depend on cells across the s×s fold's block edges "
+                             "(0: off)")
     seam_transform: bool = Field(
         False, description="cube geometry: a learned C×C map (one per turn sense, starting at the identity) of the "
                            "features every 3×3 convolution takes across the cube's 6 edges where the neighbour's grid "
@@ -109,6 +114,9 @@ class NetworkConfig(BaseModel):
                     f"{name} {value} names level(s) {bad} but channel_mult {self.channel_mult} has levels "
                     f"0..{self.num_levels - 1}"
                 )
+        if self.full_res_channels and self.space_to_depth == 1:
+            raise ValueError(f"full_res_channels {self.full_res_channels} needs a space-to-depth stem "
+                             "(space_to_depth > 1): without one the network already ends at full resolution")
         if self.seam_transform and self.geometry == "patch":
             raise ValueError("seam_transform needs cube geometry: a patch has no tile seam (its margin comes from the "
                              "data layer, already in the patch's own frame), so the maps would never be used")

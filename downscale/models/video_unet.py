@@ -14,6 +14,11 @@ Layout (ADM/DDPM++-style UNet, Dhariwal & Nichol 2021; Karras et al. 2022 Sec. 5
   cost of only T² per cell, and is placed at the coarser levels where cells are few. A temporal 1-D
   convolution (``temporal_mixing="conv"``) is the cheaper local alternative;
 * spatial self-attention over all cells of a frame (all six tiles at once) at ``attention_levels``;
+* with a space-to-depth stem, an optional full-resolution head (``full_res_channels``): the last features
+  unfolded to full resolution and joined with the unfolded output, one 3×3 convolution of them (starting at
+  zero) added to that output. The folded output alone gives each of the s² positions of a block its own weights,
+  so two neighbours on either side of a block edge come from different weights and different half-resolution
+  cells; the head can smooth or sharpen that edge like any other;
 * optional noise conditioning: ``c_noise (B,)`` → sinusoidal embedding → MLP → adaptive scale/shift in
   every residual block (the diffusion denoiser F of EDM). Without it (``noise_conditioning=False``)
   the same backbone is the deterministic downscaler.
@@ -106,6 +111,12 @@ class VideoUNet(nn.Module):
             self.decoder.append(units)
         self.output_norm = GroupNorm(cout)
         self.output_conv = CubeConv2d(cout, out_channels * s2, 3, init_scale=INIT_SMALL, **conv)
+        # The full-resolution head (config.full_res_channels): unfolded features + the output → 3×3 conv, added.
+        self.full_res_proj = self.full_res_conv = None
+        if config.full_res_channels:
+            self.full_res_proj = CubeConv2d(cout, config.full_res_channels * s2, 1, **conv)
+            self.full_res_conv = CubeConv2d(config.full_res_channels + out_channels, out_channels, 3, init_scale=0.0,
+                                            **conv)
 
     # -- geometry ---------------------------------------------------------------------------------------
     @property
@@ -175,5 +186,9 @@ class VideoUNet(nn.Module):
                     h = self._run(block, h, emb, frames)
             if i < len(self.decoder) - 1:
                 h = upsample2x(h, self._geometry, self.config.upsample)
-        h = depth_to_space(self.output_conv(F.silu(self.output_norm(h))), self.config.space_to_depth)
+        features = F.silu(self.output_norm(h))
+        h = depth_to_space(self.output_conv(features), self.config.space_to_depth)
+        if self.full_res_conv is not None:
+            unfolded = F.silu(depth_to_space(self.full_res_proj(features), self.config.space_to_depth))
+            h = h + self.full_res_conv(torch.cat([unfolded, h], dim=1))
         return h.reshape(batch, frames, self.out_channels, *spatial)

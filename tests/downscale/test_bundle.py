@@ -94,6 +94,20 @@ def test_load_model_rebuilds_the_network_from_its_spec(tmp_path):
         assert torch.equal(net.forward_mean(cond), original.forward_mean(cond))
 
 
+def test_a_network_with_the_full_resolution_head_round_trips(tmp_path):
+    spec = SPEC.model_copy(update={"network": network_preset("tiny", space_to_depth=2, full_res_channels=2)})
+    torch.manual_seed(1)
+    original = spec.build().eval()
+    with torch.no_grad():
+        original.mean_net.full_res_conv.weight.normal_()          # the head in use (it starts at zero)
+    save_bundle(tmp_path / "m.safetensors", original.state_dict(), _meta(model=spec))
+    net, meta = load_model(tmp_path / "m.safetensors")
+    assert meta.model.network.full_res_channels == 2
+    cond = torch.randn(1, 3, 3, 6, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net.forward_mean(cond), original.forward_mean(cond))
+
+
 def test_weights_that_do_not_fit_the_spec_are_refused(tmp_path):
     other = SPEC.model_copy(update={"network": network_preset("tiny", base_channels=16)})
     save_bundle(tmp_path / "m.safetensors", _state(other), _meta())

@@ -44,6 +44,7 @@ def test_spatial_shape_error_names_the_factor_and_the_levels():
         ({"base_chanels": 8}, "base_chanels"),
         ({"temporal_levels": ()}, "mixes nothing"),
         ({"seam_transform": True, "geometry": "patch"}, "seam_transform needs cube geometry"),
+        ({"full_res_channels": 4}, r"full_res_channels 4 needs a space-to-depth stem \(space_to_depth > 1\)"),
     ],
 )
 def test_invalid_configs_are_refused_with_a_message(fields, message):

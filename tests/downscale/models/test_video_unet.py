@@ -44,6 +44,35 @@ def test_space_to_depth_stem_keeps_shapes():
     assert net(torch.randn(1, T, C_IN, 6, N, N)).shape == (1, T, C_OUT, 6, N, N)
 
 
+def test_full_res_head_starts_at_zero_and_learns_from_there():
+    torch.manual_seed(0)
+    plain = VideoUNet(network_preset("tiny", space_to_depth=2), C_IN, C_OUT)
+    torch.manual_seed(0)
+    headed = VideoUNet(network_preset("tiny", space_to_depth=2, full_res_channels=3), C_IN, C_OUT)
+    x = torch.randn(1, T, C_IN, 6, N, N)
+    out = headed(x)
+    torch.testing.assert_close(out, plain(x), rtol=0, atol=0)          # built alike, the head adds exactly 0
+    out.square().sum().backward()
+    assert headed.full_res_conv.weight.grad.abs().max() > 0            # ... and its weights get gradients
+
+
+def test_full_res_head_adds_a_full_resolution_convolution_of_the_unfolded_output():
+    net = randomized(VideoUNet(network_preset("tiny", space_to_depth=2, full_res_channels=3), C_IN, C_OUT))
+    x = torch.randn(1, T, C_IN, 6, N, N)
+    with torch.no_grad():
+        net.full_res_conv.weight.zero_()
+        net.full_res_conv.bias.zero_()
+        folded = net(x)                                   # the head off: the unfolded output alone
+        for o in range(C_OUT):                            # centre tap on output o's own channel (after the 3 features)
+            net.full_res_conv.weight[o, 3 + o, 1, 1] = 1.0
+        doubled = net(x)
+        net.full_res_conv.weight[0, 3, 0, 1] = 0.5        # + half of output 0's neighbour one row up (halo at row 0)
+        shifted = net(x)
+    torch.testing.assert_close(doubled, 2 * folded)
+    up = torch.cat([folded[..., :1, :], folded[..., :-1, :]], dim=-2)      # row i-1 (row 0: checked in the interior)
+    torch.testing.assert_close(shifted[:, :, 0, :, 1:], (2 * folded + 0.5 * up)[:, :, 0, :, 1:])
+
+
 def test_bad_inputs_are_refused_with_clear_messages():
     net = VideoUNet(network_preset("tiny"), C_IN, C_OUT)
     with pytest.raises(ValueError, match=r"cube size 18×18 is not divisible by 2\*\*2 = 4"):
