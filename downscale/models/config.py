@@ -71,8 +71,8 @@ class NetworkConfig(BaseModel):
     full_res_channels: int = Field(
         0, ge=0, description="with a space-to-depth stem: a full-resolution output head. The last features are "
                              "unfolded to this many channels per cell, joined with the unfolded output, and a 3×3 "
-                             "convolution of them (starting at zero) is added to that output, so an output cell can depend on cells across the s×s fold's block edges "
-                             "(0: off)")
+                             "convolution of them (starting at zero) is added to that output, so that an output "
+                             "cell depends on its neighbours across the s×s fold's block edges (0: off)")
     seam_transform: bool = Field(
         False, description="cube geometry: a learned C×C map (one per turn sense, starting at the identity) of the "
                            "features every 3×3 convolution takes across the cube's 6 edges where the neighbour's grid "
