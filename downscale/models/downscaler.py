@@ -138,8 +138,9 @@ class VideoDownscaler(nn.Module):
         mu = self.forward_mean(cond)
         mean_loss = weighted_mse(mu, target, area_weights)
         mu_d = self._mean_for_diffusion(mu)
-        diffusion_loss = edm_loss(self.denoiser, self.scaled_residual(target, mu_d), torch.cat([cond, mu_d], dim=2), area_weights,
-                                  P_mean=self.P_mean, P_std=self.P_std, sigma=sigma, noise=noise, generator=generator)
+        diffusion_loss = edm_loss(self.denoiser, self.scaled_residual(target, mu_d), torch.cat([cond, mu_d], dim=2),
+                                  area_weights, P_mean=self.P_mean, P_std=self.P_std, sigma=sigma, noise=noise,
+                                  generator=generator)
         return {"total": mean_loss + self.diffusion_weight * diffusion_loss,
                 "mean_loss": mean_loss, "diffusion_loss": diffusion_loss}
 
@@ -147,8 +148,8 @@ class VideoDownscaler(nn.Module):
     def sample(self, cond: torch.Tensor, latents: torch.Tensor, sampler: SamplerConfig = PRODUCTION_SAMPLER, *,
                mean: torch.Tensor | None = None, churn_noise: Any = None) -> torch.Tensor:
         """One ensemble member per clip: ``μ + s·r̂ (B, T, C_out, …)``, ``r̂`` from ``sampler`` started at
-        unit-variance ``latents`` (shaped like μ; ``churn_noise`` for a stochastic Heun sampler). Pass ``mean`` to reuse a μ
-        already computed. Call ``.eval()`` first (dropout)."""
+        unit-variance ``latents`` (shaped like μ; ``churn_noise`` for a stochastic Heun sampler). Pass ``mean`` to
+        reuse a μ already computed. Call ``.eval()`` first (dropout)."""
         mu = self.forward_mean(cond) if mean is None else mean
         if latents.shape != mu.shape:
             raise ValueError(f"latents {tuple(latents.shape)} must be shaped like the mean {tuple(mu.shape)}")

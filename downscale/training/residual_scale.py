@@ -47,9 +47,11 @@ def _training_frames(prepared: PreparedDataset, max_frames: int) -> list[tuple[s
     return [(member, f[::step]) for member, f in sorted(frames.items())]
 
 
-def subgrid_rms_scale(prepared: PreparedDataset, max_frames: int = MAX_FRAMES) -> torch.Tensor:
+def subgrid_rms_scale(prepared: PreparedDataset, area_weights: torch.Tensor,
+                      max_frames: int = MAX_FRAMES) -> torch.Tensor:
     """The residual scale ``s (6, nf, nf)`` float32 of the module docstring, over at most ``max_frames`` training
-    frames (every ``k``-th, ``k`` the smallest that keeps the count within it)."""
+    frames (every ``k``-th, ``k`` the smallest that keeps the count within it). ``area_weights (6, nf, nf)``: the
+    fine cells' areas in any unit (the caller's :func:`~downscale.training.module.fine_area_weights`, read once)."""
     m = prepared.manifest
     f, nc = m.factor, m.coarse_resolution
     square = torch.zeros(6, nc, nc, dtype=torch.float64)
@@ -64,7 +66,7 @@ def subgrid_rms_scale(prepared: PreparedDataset, max_frames: int = MAX_FRAMES) -
             count += y.shape[0]
     coarse_rms = (square / count).sqrt()
     scale = upsample_coarse(coarse_rms, f, "bilinear").clamp_min(0.0)
-    area = torch.as_tensor(prepared.open_static()["area"].values, dtype=torch.float64)
+    area = area_weights.double()
     weights = area / area.sum()
 
     def rms(x: torch.Tensor) -> float:

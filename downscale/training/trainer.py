@@ -147,9 +147,10 @@ def build_module(config: TrainConfig, resuming: bool = False) -> DownscalingModu
     """The module of a run on its prepared dataset. The residual scale map is measured for a new run only: a
     resumed one takes it from its checkpoint."""
     prepared = PreparedDataset.open(config.dataset)
+    area_weights = fine_area_weights(prepared)
     measure = config.residual_scale == "subgrid_rms" and not resuming
-    scale = subgrid_rms_scale(prepared) if measure else None
-    return DownscalingModule(config, DatasetInfo.from_prepared(prepared), fine_area_weights(prepared), scale)
+    scale = subgrid_rms_scale(prepared, area_weights) if measure else None
+    return DownscalingModule(config, DatasetInfo.from_prepared(prepared), area_weights, scale)
 
 
 # ---- fit --------------------------------------------------------------------------------------------------

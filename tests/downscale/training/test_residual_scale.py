@@ -16,6 +16,7 @@ from downscale.inference.runtime import Runtime
 from downscale.models.conditioning import build_conditioning
 from downscale.models.samplers import PRODUCTION_SAMPLER
 from downscale.training.config import TrainConfig
+from downscale.training.module import fine_area_weights
 from downscale.training.residual_scale import FLOOR, subgrid_rms_scale
 from downscale.training.trainer import build_datamodule, train
 
@@ -35,7 +36,7 @@ def coarse_cell_rms(prepared: PreparedDataset) -> torch.Tensor:
 
 def test_the_scale_is_the_train_splits_coarse_cell_rms_interpolated_and_normalized(tiny_prepared):
     prepared = PreparedDataset.open(tiny_prepared)
-    scale = subgrid_rms_scale(prepared).double()
+    scale = subgrid_rms_scale(prepared, fine_area_weights(prepared)).double()
     area = torch.as_tensor(prepared.open_static()["area"].values)
     weights = area / area.sum()
     assert scale.shape == (6, 16, 16)
@@ -51,7 +52,8 @@ def test_the_scale_is_the_train_splits_coarse_cell_rms_interpolated_and_normaliz
 
 def test_a_frame_cap_reads_fewer_frames(tiny_prepared):
     prepared = PreparedDataset.open(tiny_prepared)
-    full, capped = subgrid_rms_scale(prepared), subgrid_rms_scale(prepared, max_frames=3)
+    weights = fine_area_weights(prepared)
+    full, capped = subgrid_rms_scale(prepared, weights), subgrid_rms_scale(prepared, weights, max_frames=3)
     assert capped.shape == full.shape and bool(torch.isfinite(capped).all())
     assert not torch.equal(capped, full)
 
@@ -68,7 +70,8 @@ def test_training_stores_the_scale_and_the_bundle_samples_with_it(tiny_prepared,
     config = tiny_config(tiny_prepared, tmp_path / "out", residual_scale="subgrid_rms", max_steps=2,
                          validation={"every_n_steps": 2})
     net, meta = load_model(train(config), "cpu")
-    scale = subgrid_rms_scale(PreparedDataset.open(tiny_prepared))
+    prepared = PreparedDataset.open(tiny_prepared)
+    scale = subgrid_rms_scale(prepared, fine_area_weights(prepared))
     torch.testing.assert_close(net.residual_scale, scale)
     assert meta.training.train_config["residual_scale"] == "subgrid_rms"
 
@@ -101,4 +104,5 @@ def test_a_resumed_run_takes_the_scale_from_its_checkpoint(tiny_prepared, tmp_pa
     train(config)
     net, meta = load_model(train(config.model_copy(update={"max_steps": 4}), resume=True), "cpu")
     assert meta.training.steps == 4
-    torch.testing.assert_close(net.residual_scale, subgrid_rms_scale(PreparedDataset.open(tiny_prepared)))
+    prepared = PreparedDataset.open(tiny_prepared)
+    torch.testing.assert_close(net.residual_scale, subgrid_rms_scale(prepared, fine_area_weights(prepared)))
