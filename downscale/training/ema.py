@@ -109,7 +109,10 @@ class EMA:
                 "shadow": {k: v.detach().clone() for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = set(self.shadow) - set(state["shadow"])
+        """Restore a saved state. Every parameter must be in it; a buffer it lacks (one added to the network
+        after the state was saved, e.g. the downscaler's ``residual_scale``) keeps its current value, as the
+        network's own loading gives it."""
+        missing = (set(self.shadow) - set(state["shadow"])) & self._param_names
         unexpected = set(state["shadow"]) - set(self.shadow)
         if missing or unexpected:
             raise KeyError(f"EMA state does not fit the network: missing {sorted(missing)[:5]}, "

@@ -140,6 +140,15 @@ def test_ema_warmup_update_and_swap():
     assert restored.num_updates == 1 and torch.equal(restored.shadow["0.weight"], ema.shadow["0.weight"])
     with pytest.raises(KeyError, match="does not fit"):
         EMA(nn.Linear(3, 3)).load_state_dict(ema.state_dict())
+    # a state saved before a buffer existed loads, the buffer keeps its value; a missing parameter does not
+    older = ema.state_dict()
+    del older["shadow"]["1.running_var"]
+    kept = restored.shadow["1.running_var"].clone()
+    restored.load_state_dict(older)
+    assert torch.equal(restored.shadow["1.running_var"], kept)
+    del older["shadow"]["1.weight"]
+    with pytest.raises(KeyError, match=r"missing \['1.weight'\]"):
+        restored.load_state_dict(older)
 
 
 def test_warmup_cosine_schedule():
