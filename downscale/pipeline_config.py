@@ -127,7 +127,7 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
               "members": 2, "end": None, "time_block": 16, "workers": 1,
               "sampler": {"kind": "dpmpp_2m", "num_steps": 3}, "ensemble_qm_clips": 0},
     # C12 → C96, 60 days: `make demo`, minutes on 2 cores; ten days of the held-out member, 4 members.
-    "demo": {"held_out": "0003", "network": "demo", "max_steps": 240, "warmup": 50, "lr": 5e-4, "validate_every": 80,
+    "demo": {"held_out": "0003", "network": "demo", "max_steps": 240, "warmup": 50, "lr": 1e-3, "validate_every": 80,
              "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 80, "num_workers": 2, "log_every": 25,
              "members": 4, "end": "2016-08-15", "time_block": 40, "workers": 2, "sampler": None, "ensemble_qm_clips": 0},
     # C8 → C64, 60 days: bench/skill.py, training ≤ 45 min on 2 quiet cores (2200 steps at learning rate 1e-3: 41 min
