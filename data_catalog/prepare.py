@@ -421,3 +421,14 @@ class PreparedDataset:
 
     def open_static(self) -> xr.Dataset:
         return xr.open_zarr(self.static_path)
+
+    def fine_area(self) -> xr.DataArray:
+        """The fine cells' areas ``(tile, y, x)`` in m², float64, loaded; the one reader of them that training,
+        the quantile tables and the baselines share. Raises :class:`PreparedDatasetError` if a value is not
+        finite and positive."""
+        area = self.open_static()["area"].astype(np.float64).load()
+        bad = ~(np.isfinite(area.values) & (area.values > 0))
+        if bad.any():
+            raise PreparedDatasetError(f"prepared dataset {self.path}: {STATIC}/area has {int(bad.sum())} of "
+                                       f"{bad.size} cells not finite and > 0 m²")
+        return area

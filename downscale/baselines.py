@@ -283,7 +283,7 @@ def fit_quantile_table(prepared: PreparedDataset, split: str = "train",
     if without_target:
         raise ValueError(f"fit_quantile_table: members {without_target} of split {split!r} have no fine "
                          f"target {m.target} to fit against")
-    area = prepared.open_static()["area"].astype(np.float64).load()
+    area = prepared.fine_area()
     source_hists, target_hists = [], []
     for member, index in frames.items():
         ds = prepared.open_member(member).isel({TIME: index})

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 import xarray as xr
 
@@ -66,7 +65,7 @@ def fit_ensemble_quantile_table(net: VideoDownscaler, config: TrainConfig, info:
     if not chosen:
         raise ValueError(f"fit_ensemble_quantile_table: the train split of {prepared} has no clip with the fine "
                          f"target")
-    area = prepared.open_static()["area"].astype(np.float64).load()
+    area = prepared.fine_area()
     device = next(net.parameters()).device
     generator = torch.Generator(device="cpu")
     generator.manual_seed(v.seed)

@@ -56,7 +56,7 @@ CHECKPOINT_KEY = "downscale"
 
 def fine_area_weights(prepared: PreparedDataset) -> torch.Tensor:
     """Fine cell area ``(6, nf, nf)`` from the static store, divided by its mean (float32)."""
-    area = torch.as_tensor(prepared.open_static()["area"].values, dtype=torch.float64)
+    area = torch.as_tensor(prepared.fine_area().values)
     return (area / area.mean()).float()
 
 

@@ -108,6 +108,18 @@ def test_member_store_holds_the_validated_standard_form(prepared, tmp_path):
     np.testing.assert_allclose(r2.values, 1.0, rtol=1e-6)
 
 
+def test_fine_area_is_the_static_area_and_refuses_a_bad_cell(prepared, tmp_path):
+    area = prepared.fine_area()
+    assert area.dtype == np.float64 and area.dims == ("tile", "y", "x")
+    np.testing.assert_array_equal(area.values, prepared.open_static()["area"].values.astype(np.float64))
+    copy = tmp_path / "prepared"
+    shutil.copytree(prepared.path, copy)
+    static = zarr.open_group(PreparedDataset.open(copy).static_path, mode="r+")
+    static["area"][0, 0, 0] = 0.0
+    with pytest.raises(PreparedDatasetError, match=r"static.*area has 1 of \d+ cells not finite and > 0"):
+        PreparedDataset.open(copy).fine_area()
+
+
 def test_stats_come_from_training_frames_only(prepared, tmp_path):
     frames = prepared.splits.training_frames()
     assert set(frames) == {"0001", "0002"}
