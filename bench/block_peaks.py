@@ -15,8 +15,8 @@ On a complete ``generate`` store that holds the truth, the coarse input and the 
 
 in the heavy blocks (coarse input above its ``--quantile`` over the store's frames; the same blocks for every
 source), and for the blocks that hold a value above the truth's q99.99 (the blocks that make the tail).
-Quantiles (inverted CDF: a repeated value counts once per copy) pool members, frames and blocks. Units: ratios of
-mm/day.
+Quantiles (inverted CDF: a repeated value counts once per copy) pool members, frames and blocks. Every figure is a
+ratio of two rain rates (dimensionless).
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, fl
         excess = (mean / coarse).where(in_heavy)
         tail_blocks = peak > truth_q9999
         n_members = field.sizes.get("member", 1)
-        row = {f"peak/mean q{int(q * 100)}": float(shape.quantile(q, method="inverted_cdf")) for q in (0.5, 0.9, 0.99)}
-        row |= {f"peak/coarse q{int(q * 100)}": float(to_coarse.quantile(q, method="inverted_cdf")) for q in (0.5, 0.9, 0.99)}
+        row = {f"{label} q{int(q * 100)}": float(ratio.quantile(q, method="inverted_cdf"))
+               for label, ratio in (("peak/mean", shape), ("peak/coarse", to_coarse)) for q in (0.5, 0.9, 0.99)}
         row["mean/coarse, heavy"] = float(excess.mean())
         row["tail blocks per member"] = float(tail_blocks.sum()) / n_members
         row["mean/coarse, tail blocks"] = float((mean / coarse).where(tail_blocks & (coarse > 0)).mean())
