@@ -26,23 +26,24 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from data_catalog.coarsen import coarse_grain  # noqa: E402
+from data_catalog.schema import X, X_ALIASES, Y, Y_ALIASES  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
 
 SOURCES = {"truth": "PRATEsfc_truth", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble": "PRATEsfc"}
 
 
-def block_stats(field: xr.DataArray, area: xr.DataArray, factor: int) -> tuple[xr.DataArray, xr.DataArray]:
-    """Area-weighted mean and maximum of ``field (..., tile, grid_yt, grid_xt)`` over ``factor × factor``
-    blocks: two arrays ``(..., tile, grid_yt, grid_xt)`` on the coarse grid (same units as ``field``)."""
-    blocks = {"grid_yt": factor, "grid_xt": factor}
-    mean = (field * area).coarsen(blocks).sum() / area.coarsen(blocks).sum()
-    return mean, field.coarsen(blocks).max()
+def _on_model_dims(da: xr.DataArray) -> xr.DataArray:
+    """A store variable with its fine or coarse grid dims named ``y``, ``x`` and no coordinates, so fine-grid
+    block statistics and the coarse input line up by position."""
+    names = {d: Y for d in da.dims if d in Y_ALIASES and d != Y} | {d: X for d in da.dims if d in X_ALIASES and d != X}
+    da = da.load().rename(names)
+    return da.drop_vars(list(da.coords))
 
 
 def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, float]]:
@@ -54,27 +55,25 @@ def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, fl
         raise ValueError(f"the store lacks {', '.join(missing)} (needs the truth, the coarse input and the raw "
                          f"members: generate with include_truth and ensemble_variants [raw])")
     factor = ds.sizes["grid_xt"] // ds.sizes["grid_xt_coarse"]
-    area = ds["area"].load()
-    coarse = ds["PRATEsfc_coarse"].load().rename(grid_yt_coarse="grid_yt", grid_xt_coarse="grid_xt")
-    coarse = coarse.drop_vars(list(coarse.coords))      # block means come with the fine grid's coordinates
+    area = _on_model_dims(ds["area"])
+    coarse = _on_model_dims(ds["PRATEsfc_coarse"])
     heavy = coarse > float(coarse.quantile(quantile))
-    truth_q9999 = float(ds["PRATEsfc_truth"].quantile(0.9999))
+    fields = {name: _on_model_dims(ds[var]) for name, var in SOURCES.items()}
+    truth_q9999 = float(fields["truth"].quantile(0.9999))
     out: dict[str, dict[str, float]] = {}
-    for name, var in SOURCES.items():
-        field = ds[var].load()
-        mean, peak = block_stats(field, area, factor)
-        mean, peak = (a.drop_vars(list(a.coords)) for a in (mean, peak))
+    for name, field in fields.items():
+        mean = coarse_grain(field, area, factor)                       # the area-weighted block mean
+        peak = field.coarsen({Y: factor, X: factor}).max()
         in_heavy = heavy.broadcast_like(mean)
         shape = (peak / mean.where(mean > 0)).where(in_heavy)
         to_coarse = (peak / coarse).where(in_heavy)
-        excess = (mean / coarse).where(in_heavy)
+        to_input = mean / coarse.where(coarse > 0)
         tail_blocks = peak > truth_q9999
-        n_members = field.sizes.get("member", 1)
         row = {f"{label} q{int(q * 100)}": float(ratio.quantile(q, method="inverted_cdf"))
                for label, ratio in (("peak/mean", shape), ("peak/coarse", to_coarse)) for q in (0.5, 0.9, 0.99)}
-        row["mean/coarse, heavy"] = float(excess.mean())
-        row["tail blocks per member"] = float(tail_blocks.sum()) / n_members
-        row["mean/coarse, tail blocks"] = float((mean / coarse).where(tail_blocks & (coarse > 0)).mean())
+        row["mean/coarse, heavy"] = float(to_input.where(in_heavy).mean())
+        row["tail blocks per member"] = float(tail_blocks.sum()) / field.sizes.get("member", 1)
+        row["mean/coarse, tail blocks"] = float(to_input.where(tail_blocks).mean())
         out[name] = row
     return out
 

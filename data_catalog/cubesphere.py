@@ -167,6 +167,18 @@ def grid_angle_from_east(n: int) -> np.ndarray:
     return np.arctan2(np.einsum("...k,...k->...", tx, north), np.einsum("...k,...k->...", tx, east))
 
 
+def checked_cell_area(area: xr.DataArray, where: str, error: type[ValueError] = ValueError) -> xr.DataArray:
+    """``area`` (m², any dims) as float64, loaded (a static field is small), after checking that every cell is
+    finite and > 0; else raises ``error`` naming ``where`` and the number of bad cells."""
+    area = area.astype(np.float64).load()
+    values = area.values
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        raise error(f"{where} has {int(bad.sum())} of {bad.size} cells not finite and > 0 m² "
+                    f"(min {np.nanmin(values)!r})")
+    return area
+
+
 def cube_sphere_grid(n: int, radius: float = EARTH_RADIUS) -> xr.Dataset:
     """The C-``n`` FV3 cube-sphere grid in the internal form (float64).
 

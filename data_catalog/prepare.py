@@ -39,7 +39,7 @@ import zarr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from data_catalog.catalog import Catalog
-from data_catalog.cubesphere import lat_lon_to_unit_vectors
+from data_catalog.cubesphere import checked_cell_area, lat_lon_to_unit_vectors
 from data_catalog.errors import DataError
 from data_catalog.member_reader import MemberData, open_grid, open_member, open_topography
 from data_catalog.normalization import PRECIPITATION_EPSILON, NormalizationStats, compute_stats
@@ -426,9 +426,5 @@ class PreparedDataset:
         """The fine cells' areas ``(tile, y, x)`` in m², float64, loaded; the one reader of them that training,
         the quantile tables and the baselines share. Raises :class:`PreparedDatasetError` if a value is not
         finite and positive."""
-        area = self.open_static()["area"].astype(np.float64).load()
-        bad = ~(np.isfinite(area.values) & (area.values > 0))
-        if bad.any():
-            raise PreparedDatasetError(f"prepared dataset {self.path}: {STATIC}/area has {int(bad.sum())} of "
-                                       f"{bad.size} cells not finite and > 0 m²")
-        return area
+        return checked_cell_area(self.open_static()["area"], f"prepared dataset {self.path}: {STATIC}/area",
+                                 PreparedDatasetError)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from data_catalog.cubesphere import checked_cell_area
+
 
 @dataclass(frozen=True)
 class Region:
@@ -49,13 +51,9 @@ class Region:
 
 
 def check_area(area: xr.DataArray) -> xr.DataArray:
-    """``area`` as float64, loaded (a static field is small), after checking it is finite and positive."""
-    area = area.astype(np.float64).load()
-    values = area.values
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"cell area {area.name!r}: every value must be finite and > 0 m², "
-                         f"found min {np.nanmin(values)!r}, {int(np.sum(~np.isfinite(values)))} non-finite")
-    return area
+    """``area`` as float64, loaded (a static field is small), after checking it is finite and positive
+    (:func:`data_catalog.cubesphere.checked_cell_area`)."""
+    return checked_cell_area(area, f"cell area {area.name!r}")
 
 
 def region_weights(area: xr.DataArray, lat: xr.DataArray, lon: xr.DataArray, region: Region) -> xr.DataArray:
