@@ -78,7 +78,7 @@ _NOT_RECORDED = {
 
 #: Settings added after outputs had been made with the behaviour their value here reproduces: recorded only when
 #: they differ from it, so an output made before the setting existed still matches a config that keeps it.
-_RECORDED_UNLESS = {"train.loss_weighting": "area"}
+_RECORDED_UNLESS = {"train.loss_weighting": "area", "train.heavy_rain_weighting": 0.0}
 
 
 #: Training settings that change only the bundle's tables, not its weights: a change alone refits the tables

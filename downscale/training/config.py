@@ -135,6 +135,12 @@ class TrainConfig(_Section):
     loss_weighting: Literal["area", "cell"] = Field(
         "area", description="area: each cell's loss weighted by its area (every m² counts alike); cell: every cell "
                             "counts alike (small cells near tile edges and corners weigh more than under area)")
+    heavy_rain_weighting: float = Field(
+        0.0, ge=0.0, le=4.0,
+        description="γ: each cell's loss also weighted by (1 + P_c/ε)^γ, P_c the coarse precipitation there, ε the "
+                    "precipitation offset; weights of a batch renormalized to mean 1. Input-only weights: the best "
+                    "denoiser is unchanged, capacity moves towards heavy rain (downscale.training.heavy_rain). "
+                    "0: off")
     residual_scale: Literal["none", "subgrid_rms"] = Field(
         "none", description="none: the diffusion models y − μ; subgrid_rms: (y − μ) / s, s the training split's "
                             "per-cell fine-scale RMS (downscale.training.residual_scale; whole cubes only)")

@@ -6,7 +6,8 @@ Per step, on the device:
   "bilinear"), static broadcast over T) — cube-aware upsampling across tile seams (patch mode:
   plain bilinear inside the patch, edges clamped);
 * loss of :meth:`VideoDownscaler.loss`, area weighted (fine cell area / its mean, a buffer read from
-  the prepared dataset's static store): ``joint`` (STVD) trains μ and the diffusion together;
+  the prepared dataset's static store; with ``heavy_rain_weighting`` γ > 0 also by ``(1 + P_c/ε)^γ`` of the
+  coarse rain, :mod:`downscale.training.heavy_rain`): ``joint`` (STVD) trains μ and the diffusion together;
   ``two_stage`` (CorrDiff) trains μ alone for ``mean_stage_steps`` steps, then loads μ's EMA weights
   into μ, freezes it and trains the diffusion on the residual ``y − μ``;
 * AdamW, learning rate warm-up + cosine per stage (:func:`warmup_cosine`), EMA after every step.
@@ -40,6 +41,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from data_catalog.member_reader import COARSE_SUFFIX
 from data_catalog.prepare import PreparedDataset
 from downscale.dataset_info import DatasetInfo
 from downscale.evaluation.pooled import TAIL_QUANTILES, PooledScores
@@ -48,6 +50,7 @@ from downscale.models.config import NetworkConfig, network_preset
 from downscale.models.downscaler import DownscalerSpec, weighted_mse
 from downscale.training.config import TrainConfig
 from downscale.training.ema import EMA
+from downscale.training.heavy_rain import combined_loss_weights, heavy_rain_weights
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,7 @@ class DownscalingModule(pl.LightningModule):
             raise ValueError("a residual scale map was given but the config says residual_scale: none")
         self.ema = EMA(self.net, self.config.ema.decay, self.config.ema.warmup)
         self.mean_frozen = False
+        self._coarse_rain = self._coarse_rain_channel() if self.config.heavy_rain_weighting > 0 else None
         self._reset_validation_sums()
 
     # ---- inputs --------------------------------------------------------------------------------------------
@@ -152,10 +156,33 @@ class DownscalingModule(pl.LightningModule):
         w = batch["area_weight"].to(target.dtype)
         return w[:, None, None].expand_as(target)
 
-    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor) -> torch.Tensor | None:
+    def _coarse_rain_channel(self) -> tuple[int, str, float]:
+        """(conditioning channel, variable, ε kg m-2 s-1) of the coarse precipitation the heavy-rain weights read."""
+        name = f"{self.info.target}{COARSE_SUFFIX}"
+        if name not in self.info.predictors:
+            raise ValueError(f"heavy_rain_weighting {self.config.heavy_rain_weighting} reads the coarse "
+                             f"precipitation {name!r}, which is not among the predictors "
+                             f"({', '.join(self.info.predictors)}); set heavy_rain_weighting: 0")
+        epsilon = self.stats[self.info.target].epsilon or self.stats[name].epsilon
+        if epsilon is None:
+            raise ValueError(f"heavy_rain_weighting needs the precipitation offset epsilon of {self.info.target!r}, "
+                             "and its statistics have none (identity transform); set heavy_rain_weighting: 0")
+        return self.info.predictors.index(name), name, epsilon
+
+    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor,
+                     cond: torch.Tensor | None = None) -> torch.Tensor | None:
         """The training loss's per-cell weights: :meth:`cell_area_weights` (``loss_weighting: area``) or None,
-        every cell alike (``cell``). Validation scores are area-weighted either way."""
-        return self.cell_area_weights(batch, target) if self.config.loss_weighting == "area" else None
+        every cell alike (``cell``); with ``heavy_rain_weighting`` γ > 0 times ``(1 + P_c/ε)^γ`` of the coarse
+        rain in ``cond`` (:meth:`conditioning`), shaped like ``target``, mean 1 over the batch. Validation scores
+        are area-weighted either way."""
+        area = self.cell_area_weights(batch, target) if self.config.loss_weighting == "area" else None
+        if self._coarse_rain is None:
+            return area
+        if cond is None:
+            raise ValueError("heavy-rain loss weights need the conditioning of the batch")
+        channel, name, epsilon = self._coarse_rain
+        rate = self.stats.denormalize(name, cond[:, :, channel:channel + 1].float()).expand_as(target)
+        return combined_loss_weights(heavy_rain_weights(rate, epsilon, self.config.heavy_rain_weighting), area)
 
     # ---- training ------------------------------------------------------------------------------------------
     @property
@@ -178,7 +205,7 @@ class DownscalingModule(pl.LightningModule):
         if self.config.mode == "two_stage" and not self.in_mean_stage and not self.mean_frozen:
             self.freeze_mean()
         cond, target = self.conditioning(batch), batch["target"]
-        weights = self.loss_weights(batch, target)
+        weights = self.loss_weights(batch, target, cond)
         if self.in_mean_stage:
             mean_loss = weighted_mse(self.net.forward_mean(cond), target, weights)
             losses = {"total": mean_loss, "mean_loss": mean_loss}

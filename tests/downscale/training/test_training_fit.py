@@ -141,6 +141,44 @@ def test_cell_loss_weighting_counts_every_cell_alike_and_validation_stays_area_w
     assert torch.equal(cell.area_weights, area.area_weights)            # validation scores stay area-weighted
 
 
+def test_heavy_rain_weighting_weighs_each_cell_by_its_coarse_rain(trained):
+    """γ = 1: weight ∝ area × (1 + P_c/ε), P_c from the batch's normalized coarse rain by the statistics' own
+    formula (ε expm1(std·z + mean)); mean 1; the loss changes; γ = 0 keeps the area weights."""
+    config, _ = trained
+    area = DownscalingModule.load_from_checkpoint(config.checkpoint_dir / "last.ckpt", map_location="cpu")
+    heavy = DownscalingModule(config.model_copy(update={"heavy_rain_weighting": 1.0}), area.info, area.area_weights)
+    heavy.net.load_state_dict(area.net.state_dict())
+    dm = build_datamodule(config)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    cond, target = area.conditioning(batch), batch["target"]
+    weights = heavy.loss_weights(batch, target, cond)
+    assert weights.shape == target.shape and weights.mean().item() == pytest.approx(1.0, rel=1e-5)
+    channel = list(area.info.predictors).index(f"{area.info.target}_coarse")
+    s = area.stats.variables[f"{area.info.target}_coarse"]
+    epsilon = area.stats.variables[area.info.target].epsilon
+    rate = s.epsilon * torch.expm1(cond[:, :, channel:channel + 1].double() * s.std + s.mean)
+    expected = (1 + rate.clamp_min(0) / epsilon) * area.area_weights.double()
+    torch.testing.assert_close(weights.double(), expected / expected.mean(), rtol=1e-4, atol=1e-6)
+    assert float((weights / area.area_weights).max() / (weights / area.area_weights).min()) > 2  # it rains unevenly
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    fixed = {"sigma": torch.full((target.shape[0],), 0.5), "noise": noise}
+    with torch.no_grad():
+        by_area = area.net.loss(cond, target, area.loss_weights(batch, target, cond), **fixed)["total"]
+        by_rain = heavy.net.loss(cond, target, weights, **fixed)["total"]
+    assert abs(float(by_rain - by_area)) > 1e-6 * float(by_area)
+    assert area.loss_weights(batch, target, cond) is area.area_weights
+
+
+def test_heavy_rain_weighting_needs_the_coarse_rain_among_the_predictors(trained):
+    config, _ = trained
+    area = DownscalingModule.load_from_checkpoint(config.checkpoint_dir / "last.ckpt", map_location="cpu")
+    info = area.info.model_copy(update={"predictors": tuple(p for p in area.info.predictors
+                                                            if p != f"{area.info.target}_coarse")})
+    with pytest.raises(ValueError, match="PRATEsfc_coarse.*not among the predictors"):
+        DownscalingModule(config.model_copy(update={"heavy_rain_weighting": 1.0}), info, area.area_weights)
+
+
 def test_existing_run_is_not_overwritten_without_resume(trained):
     config, _ = trained
     with pytest.raises(FileExistsError, match="resume"):
@@ -187,8 +225,9 @@ def test_detached_mode_trains_both_networks_with_the_diffusion_gradients_stopped
 
 
 def test_patch_mode_trains_and_validates(tiny_prepared, tmp_path):
+    """Patch mode, with heavy-rain loss weights (per-patch area weights times the coarse rain's)."""
     config = tiny_config(tiny_prepared, tmp_path / "patch", max_steps=3, spatial_mode="patch", patch_size=8,
-                         validation={"every_n_steps": 3})
+                         validation={"every_n_steps": 3}, heavy_rain_weighting=1.0)
     trainer, module = fit(config)
     assert trainer.global_step == 3 and module.net.geometry == "patch"
     assert math.isfinite(float(trainer.callback_metrics["val/crps_fair"]))
