@@ -169,8 +169,7 @@ class DownscalingModule(pl.LightningModule):
                              "and its statistics have none (identity transform); set heavy_rain_weighting: 0")
         return self.info.predictors.index(name), name, epsilon
 
-    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor,
-                     cond: torch.Tensor | None = None) -> torch.Tensor | None:
+    def loss_weights(self, batch: dict[str, Any], target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor | None:
         """The training loss's per-cell weights: :meth:`cell_area_weights` (``loss_weighting: area``) or None,
         every cell alike (``cell``); with ``heavy_rain_weighting`` γ > 0 times ``(1 + P_c/ε)^γ`` of the coarse
         rain in ``cond`` (:meth:`conditioning`), shaped like ``target``, mean 1 over the batch. Validation scores
@@ -178,8 +177,6 @@ class DownscalingModule(pl.LightningModule):
         area = self.cell_area_weights(batch, target) if self.config.loss_weighting == "area" else None
         if self._coarse_rain is None:
             return area
-        if cond is None:
-            raise ValueError("heavy-rain loss weights need the conditioning of the batch")
         channel, name, epsilon = self._coarse_rain
         rate = self.stats.denormalize(name, cond[:, :, channel:channel + 1].float()).expand_as(target)
         return combined_loss_weights(heavy_rain_weights(rate, epsilon, self.config.heavy_rain_weighting), area)

@@ -133,8 +133,8 @@ def test_cell_loss_weighting_counts_every_cell_alike_and_validation_stays_area_w
     noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
     fixed = {"sigma": torch.full((target.shape[0],), 0.5), "noise": noise}
     with torch.no_grad():
-        by_area = area.net.loss(cond, target, area.loss_weights(batch, target), **fixed)["total"]
-        by_cell = cell.net.loss(cond, target, cell.loss_weights(batch, target), **fixed)["total"]
+        by_area = area.net.loss(cond, target, area.loss_weights(batch, target, cond), **fixed)["total"]
+        by_cell = cell.net.loss(cond, target, cell.loss_weights(batch, target, cond), **fixed)["total"]
         uniform = area.net.loss(cond, target, torch.ones_like(area.area_weights), **fixed)["total"]
     torch.testing.assert_close(by_cell, uniform)
     assert abs(float(by_cell - by_area)) > 1e-6 * float(by_area)       # the weighting changes the loss
