@@ -31,19 +31,19 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data_catalog.coarsen import coarse_grain  # noqa: E402
-from data_catalog.schema import X, X_ALIASES, Y, Y_ALIASES  # noqa: E402
+from downscale.diagnostics.consistency import COARSE_SPATIAL_DIMS, on_coarse_blocks  # noqa: E402
+from downscale.diagnostics.dims import SPATIAL_DIMS, drop_coords_on  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
 
 SOURCES = {"truth": "PRATEsfc_truth", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble": "PRATEsfc"}
+_, Y_FINE, X_FINE = SPATIAL_DIMS
+_, Y_COARSE, X_COARSE = COARSE_SPATIAL_DIMS
 
 
-def _on_model_dims(da: xr.DataArray) -> xr.DataArray:
-    """A store variable with its fine or coarse grid dims named ``y``, ``x`` and no coordinates, so fine-grid
-    block statistics and the coarse input line up by position."""
-    names = {d: Y for d in da.dims if d in Y_ALIASES and d != Y} | {d: X for d in da.dims if d in X_ALIASES and d != X}
-    da = da.load().rename(names)
-    return da.drop_vars(list(da.coords))
+def _block_max(field: xr.DataArray, factor: int) -> xr.DataArray:
+    """The largest value of each ``factor × factor`` block, on the coarse dims without coordinates."""
+    peak = field.coarsen({Y_FINE: factor, X_FINE: factor}).max().rename({Y_FINE: Y_COARSE, X_FINE: X_COARSE})
+    return drop_coords_on(peak, [Y_COARSE, X_COARSE])
 
 
 def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, float]]:
@@ -54,16 +54,16 @@ def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, fl
     if missing:
         raise ValueError(f"the store lacks {', '.join(missing)} (needs the truth, the coarse input and the raw "
                          f"members: generate with include_truth and ensemble_variants [raw])")
-    factor = ds.sizes["grid_xt"] // ds.sizes["grid_xt_coarse"]
-    area = _on_model_dims(ds["area"])
-    coarse = _on_model_dims(ds["PRATEsfc_coarse"])
+    factor = ds.sizes[X_FINE] // ds.sizes[X_COARSE]
+    area = ds["area"].load()
+    coarse = drop_coords_on(ds["PRATEsfc_coarse"].load(), [Y_COARSE, X_COARSE])
     heavy = coarse > float(coarse.quantile(quantile))
-    fields = {name: _on_model_dims(ds[var]) for name, var in SOURCES.items()}
+    fields = {name: ds[var].load() for name, var in SOURCES.items()}
     truth_q9999 = float(fields["truth"].quantile(0.9999))
     out: dict[str, dict[str, float]] = {}
     for name, field in fields.items():
-        mean = coarse_grain(field, area, factor)                       # the area-weighted block mean
-        peak = field.coarsen({Y: factor, X: factor}).max()
+        mean, _ = on_coarse_blocks(field, area, factor)               # the area-weighted block mean
+        peak = _block_max(field, factor)
         in_heavy = heavy.broadcast_like(mean)
         shape = (peak / mean.where(mean > 0)).where(in_heavy)
         to_coarse = (peak / coarse).where(in_heavy)

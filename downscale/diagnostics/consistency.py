@@ -184,6 +184,23 @@ def window_join_statistics(x: xr.DataArray, weights: xr.DataArray, joins: Sequen
                        "join_ratio": (join_mean / inside_mean).assign_attrs(units="1")})
 
 
+def on_coarse_blocks(fine: xr.DataArray, area: xr.DataArray, factor: int,
+                     spatial_dims: tuple[str, str, str] = SPATIAL_DIMS,
+                     coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS,
+                     ) -> tuple[xr.DataArray, xr.DataArray]:
+    """Per ``factor × factor`` block of ``fine (…, tile, y, x)`` with fine cell ``area`` (m², float64): the
+    area-weighted block mean (:func:`data_catalog.coarsen.coarse_grain`) and the block's area (m²), each on the
+    coarse dims ``coarse_spatial_dims`` without coordinates, so they line up by position with a coarse variable
+    of the output store (after :func:`drop_coords_on`)."""
+    tile, ydim, xdim = spatial_dims
+    ctile, cy, cx = coarse_spatial_dims
+    to_internal = {ydim: Y, xdim: X}
+    f = drop_coords_on(fine, [ydim, xdim]).rename(to_internal)
+    a = drop_coords_on(area, [ydim, xdim]).rename(to_internal).astype(np.float64)
+    back = {Y: cy, X: cx, **({tile: ctile} if tile != ctile else {})}
+    return coarse_grain(f, a, factor).rename(back), block_sum(a, factor).rename(back)
+
+
 def mass_consistency(fine: xr.DataArray, coarse: xr.DataArray, area: xr.DataArray, factor: int,
                      spatial_dims: tuple[str, str, str] = SPATIAL_DIMS,
                      coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS) -> xr.Dataset:
@@ -202,12 +219,7 @@ def mass_consistency(fine: xr.DataArray, coarse: xr.DataArray, area: xr.DataArra
         if fine.sizes[fine_d] != factor * coarse.sizes[coarse_d]:
             raise ValueError(f"mass_consistency: fine {fine_d}={fine.sizes[fine_d]} is not factor {factor} × "
                              f"coarse {coarse_d}={coarse.sizes[coarse_d]}")
-    to_internal = {ydim: Y, xdim: X}
-    f = drop_coords_on(fine, [ydim, xdim]).rename(to_internal)
-    a = drop_coords_on(area, [ydim, xdim]).rename(to_internal).astype(np.float64)
-    back = {Y: cy, X: cx, **({tile: ctile} if tile != ctile else {})}
-    grained = coarse_grain(f.astype(np.float64), a, factor).rename(back)
-    coarse_area = block_sum(a, factor).rename(back)
+    grained, coarse_area = on_coarse_blocks(fine.astype(np.float64), area, factor, spatial_dims, coarse_spatial_dims)
     c = drop_coords_on(coarse, [cy, cx]).astype(np.float64)
     means = {"mean_abs_error": weighted_mean(abs(grained - c), coarse_area),
              "mean_abs_coarse": weighted_mean(abs(c), coarse_area),
