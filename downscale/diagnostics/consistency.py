@@ -54,10 +54,9 @@ import xarray as xr
 from data_catalog.coarsen import block_sum, coarse_grain
 from data_catalog.halo import halo_pad
 from data_catalog.schema import X, Y
-from downscale.diagnostics.dims import SPATIAL_DIMS, TIME_DIM, drop_coords_on, require_dims
+from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, SPATIAL_DIMS, TIME_DIM, drop_coords_on, require_dims
 from downscale.diagnostics.weights import weighted_mean
 
-COARSE_SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt_coarse", "grid_xt_coarse")
 _SEAM_STATS = ("tile_edge_sum", "tile_edge_count", "near_edge_sum", "near_edge_count", "coarse_edge_sum",
                "coarse_edge_count", "mid_cell_sum", "mid_cell_weight")
 

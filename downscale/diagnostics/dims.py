@@ -20,6 +20,8 @@ import xarray as xr
 
 #: Spatial dims of the inference output, tile first and x last: (tile, y, x).
 SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt", "grid_xt")
+#: Spatial dims of the coarse fields in the inference output (the input ``PRATEsfc_coarse``, ``area_coarse``).
+COARSE_SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt_coarse", "grid_xt_coarse")
 MEMBER_DIM = "member"
 TIME_DIM = "time"
 

@@ -24,9 +24,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from downscale.diagnostics.dims import OUTPUT, Dims, drop_coords_on
-
-COARSE_SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt_coarse", "grid_xt_coarse")
+from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, OUTPUT, Dims, drop_coords_on
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,10 @@ import xarray as xr
 from downscale.diagnostics import (climatology, distribution, extremes, reliability, seasons, structure,
                                    uncertainty)
 from downscale.diagnostics.consistency import check_window_joins, mass_ratios
-from downscale.diagnostics.dims import OUTPUT, Dims, time_step_seconds
+from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, OUTPUT, Dims, time_step_seconds
 from downscale.diagnostics.histogram import DEFAULT_BINS, LogBins, regional_histograms
 from downscale.diagnostics.sphere_spectrum import DEFAULT_MAX_FRAMES
-from downscale.diagnostics.sources import COARSE_SPATIAL_DIMS, Grid, Source, gather_sources
+from downscale.diagnostics.sources import Grid, Source, gather_sources
 from downscale.diagnostics.weights import regional_weights
 from downscale.evaluation import climate
 from downscale.evaluation.block_scores import BlockContext, bootstrap_groups, score_block
