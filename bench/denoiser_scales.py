@@ -4,7 +4,8 @@
         [--sigmas 0.02 0.05 0.1 0.2 0.5 1 2 5 10 80] [--samples 4] [--json out.json]
     python bench/denoiser_scales.py --bundle RUN/train/model.bundle.safetensors --prepared RUN/prepared
 
-On a few validation clips (whole cubes, normalized units, EMA weights, fixed seeds):
+On a few validation clips (whole cubes, normalized units, EMA weights — or a checkpoint's trained weights with
+``--live-weights`` — fixed seeds):
 
 1. per σ, the error of ``D(r + n; σ)`` against the true residual ``r = (y − μ) / s`` (``s`` the model's residual
    scale, 1 unless ``train.residual_scale`` is set) over the error of the "do nothing" denoiser ``c_skip·x``,
@@ -69,8 +70,9 @@ class Loaded:
     source: str
 
 
-def load_checkpoint(path: Path, device: str, prepared: Path | None) -> Loaded:
-    """A training checkpoint: the module rebuilt from its hyper-parameters, its EMA weights copied into the net."""
+def load_checkpoint(path: Path, device: str, prepared: Path | None, live_weights: bool = False) -> Loaded:
+    """A training checkpoint: the module rebuilt from its hyper-parameters, its EMA weights copied into the net
+    (``live_weights``: the trained weights themselves, to see what the EMA changes)."""
     from downscale.training.module import DownscalingModule
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -78,11 +80,13 @@ def load_checkpoint(path: Path, device: str, prepared: Path | None) -> Loaded:
     module = DownscalingModule(hp["train_config"], hp["dataset"])
     module.load_state_dict(ckpt["state_dict"], strict=True)
     module.on_load_checkpoint(ckpt)
-    module.ema.copy_to(module.net)           # the EMA weights: what validation and the bundle use
+    if not live_weights:
+        module.ema.copy_to(module.net)       # the EMA weights: what validation and the bundle use
     net = module.net.eval()
     net.geometry = "cube"
     return Loaded(net.to(device), module.info, Path(prepared or module.info.path),
-                  module.area_weights.detach().clone(), int(ckpt["global_step"]), f"checkpoint {path}")
+                  module.area_weights.detach().clone(), int(ckpt["global_step"]),
+                  f"checkpoint {path}, {'live' if live_weights else 'EMA'} weights")
 
 
 def load_bundle_model(path: Path, device: str, prepared: Path | None) -> Loaded:
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="a training checkpoint (its EMA weights are used)")
     src.add_argument("--bundle", type=Path, help="a model bundle (.safetensors)")
+    p.add_argument("--live-weights", action="store_true",
+                   help="with --checkpoint: the trained weights instead of their EMA (what ships)")
     p.add_argument("--prepared", type=Path, help="prepared dataset (default: the one the model was trained on)")
     p.add_argument("--split", default="validation", help="split whose clips are used (default validation)")
     p.add_argument("--clips", type=int, default=3, help="clips, spread evenly over the split (default 3)")
@@ -196,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.clips < 1 or args.samples < 1:
         p.error("--clips and --samples must be >= 1")
+    if args.live_weights and args.checkpoint is None:
+        p.error("--live-weights needs --checkpoint: a bundle holds the EMA weights only")
     if args.threads:
         torch.set_num_threads(args.threads)
     sampler = sampler_from(args)
     t0 = time.perf_counter()
     if args.checkpoint is not None:
-        loaded = load_checkpoint(args.checkpoint, args.device, args.prepared)
+        loaded = load_checkpoint(args.checkpoint, args.device, args.prepared, args.live_weights)
     else:
         loaded = load_bundle_model(args.bundle, args.device, args.prepared)
     errors, stats, indices = evaluate(loaded, args.clips, args.sigmas, args.samples, sampler, args.split,

@@ -193,6 +193,16 @@ def test_bench_script_runs_on_a_tiny_trained_model(tiny_prepared, tmp_path, caps
     assert all(0 < row["oracle_ratio"][b] <= 1 + 1e-9 for row in rows for b in BANDS)
     assert all(v > 0 for row in rows for v in row["ratio"].values()) and sampled["std_ratio"] > 0
 
+    # the trained weights of an 8-step run are not yet their EMA: other numbers, named as such
+    out_live = tmp_path / "scales-live.json"
+    assert bench.main(["--checkpoint", str(config.checkpoint_dir / "last.ckpt"), "--live-weights", *options,
+                       "--json", str(out_live)]) == 0
+    doc_live = json.loads(out_live.read_text())
+    assert doc_live["source"].endswith("live weights") and doc["source"].endswith("EMA weights")
+    assert doc_live["denoiser"]["per_sigma"][0]["ratio"] != rows[0]["ratio"]
+    with pytest.raises(SystemExit):
+        bench.main(["--bundle", str(tmp_path / "any.safetensors"), "--live-weights", *options])
+
     # the bundle of the same EMA weights gives the same numbers
     meta = bundle_metadata(config, module.info, module.network_config, 8, module.ema.num_updates, None)
     bundle = save_bundle(tmp_path / "model.bundle.safetensors", module.ema.averaged_state(), meta)
