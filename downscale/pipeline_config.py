@@ -130,12 +130,12 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     "demo": {"held_out": "0003", "network": "demo", "max_steps": 240, "warmup": 50, "lr": 1e-3, "validate_every": 80,
              "ensemble_size": 4, "val_batches": 4, "checkpoint_every": 80, "num_workers": 2, "log_every": 25,
              "members": 4, "end": "2016-08-15", "time_block": 40, "workers": 2, "sampler": None, "ensemble_qm_clips": 0},
-    # C8 → C64, 60 days: bench/skill.py, training ≤ 45 min on 2 quiet cores (2200 steps at learning rate 1e-3: 41 min
-    # fitting, 1 min for the ensemble's quantile-mapping table); twenty days scored with 8 members. The `demo`
+    # C8 → C64, 60 days: bench/skill.py, training ≤ 45 min on 2 quiet cores (3000 steps at learning rate 1e-3: train
+    # stage 2628 s on 2026-12-07, the ensemble's quantile-mapping table included); twenty days scored with 8 members. The `demo`
     # network with the learned seam transform (it took the turned edges' seam ratio from 1.16 to 1.07× the truth's;
     # docs/skill.md).
     "skill": {"held_out": "0003", "network": "demo", "network_overrides": {"seam_transform": True},
-              "max_steps": 2200, "warmup": 100, "lr": 1e-3, "validate_every": 400, "ensemble_size": 4,
+              "max_steps": 3000, "warmup": 100, "lr": 1e-3, "validate_every": 400, "ensemble_size": 4,
               "val_batches": 4, "checkpoint_every": 200, "num_workers": 2, "log_every": 50, "members": 8,
               "end": "2016-08-25", "time_block": 40, "workers": 2, "sampler": None, "ensemble_qm_clips": 32},
     # C8 → C32, 365 days: bench/year.py, training ≈ 12 min on 2 quiet cores; the held-out member's whole year
