@@ -32,8 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from downscale.diagnostics.consistency import on_coarse_blocks  # noqa: E402
-from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS  # noqa: E402
-from downscale.diagnostics.dims import SPATIAL_DIMS, drop_coords_on  # noqa: E402
+from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, SPATIAL_DIMS, drop_coords_on  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
 
 SOURCES = {"truth": "PRATEsfc_truth", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble": "PRATEsfc"}

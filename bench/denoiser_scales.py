@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="a training checkpoint (its EMA weights are used)")
+    src.add_argument("--checkpoint", type=Path, help="a training checkpoint (its EMA weights, unless --live-weights)")
     src.add_argument("--bundle", type=Path, help="a model bundle (.safetensors)")
     p.add_argument("--live-weights", action="store_true",
-                   help="with --checkpoint: the trained weights instead of their EMA (what ships)")
+                   help="with --checkpoint: the trained weights instead of their EMA (the EMA is what ships)")
     p.add_argument("--prepared", type=Path, help="prepared dataset (default: the one the model was trained on)")
     p.add_argument("--split", default="validation", help="split whose clips are used (default validation)")
     p.add_argument("--clips", type=int, default=3, help="clips, spread evenly over the split (default 3)")
