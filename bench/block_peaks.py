@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO))
 from downscale.diagnostics.consistency import on_coarse_blocks  # noqa: E402
 from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, SPATIAL_DIMS, drop_coords_on  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
+from downscale.inference.store_schema import COARSE, PRECIPITATION, TRUTH  # noqa: E402
 
-SOURCES = {"truth": "PRATEsfc_truth", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble": "PRATEsfc"}
+SOURCES = {"truth": TRUTH, "ensemble_raw": f"{PRECIPITATION}_ensemble_raw", "ensemble": PRECIPITATION}
 _, Y_FINE, X_FINE = SPATIAL_DIMS
 _, Y_COARSE, X_COARSE = COARSE_SPATIAL_DIMS
 
@@ -50,13 +51,13 @@ def peak_table(ds: xr.Dataset, quantile: float = 0.99) -> dict[str, dict[str, fl
     """Per source: quantiles (q50, q90, q99) of peak ÷ block mean and peak ÷ coarse and the mean of block
     mean ÷ coarse in the heavy blocks, and in the blocks holding a value above the truth's q99.99 their
     number per member and mean block mean ÷ coarse (module docstring)."""
-    missing = [v for v in (*SOURCES.values(), "PRATEsfc_coarse") if v not in ds]
+    missing = [v for v in (*SOURCES.values(), COARSE) if v not in ds]
     if missing:
         raise ValueError(f"the store lacks {', '.join(missing)} (needs the truth, the coarse input and the raw "
                          f"members: generate with include_truth and ensemble_variants [raw])")
     factor = ds.sizes[X_FINE] // ds.sizes[X_COARSE]
     area = ds["area"].load()
-    coarse = drop_coords_on(ds["PRATEsfc_coarse"].load(), [Y_COARSE, X_COARSE])
+    coarse = drop_coords_on(ds[COARSE].load(), [Y_COARSE, X_COARSE])
     heavy = coarse > float(coarse.quantile(quantile))
     fields = {name: ds[var].load() for name, var in SOURCES.items()}
     truth_q9999 = float(fields["truth"].quantile(0.9999))
