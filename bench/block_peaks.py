@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 from downscale.diagnostics.consistency import on_coarse_blocks  # noqa: E402
 from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, SPATIAL_DIMS, drop_coords_on  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
-from downscale.inference.store_schema import COARSE, PRECIPITATION, TRUTH  # noqa: E402
+from downscale.inference.store_schema import COARSE, PRECIPITATION, TRUTH, ensemble_variant_variable  # noqa: E402
 
-SOURCES = {"truth": TRUTH, "ensemble_raw": f"{PRECIPITATION}_ensemble_raw", "ensemble": PRECIPITATION}
+SOURCES = {"truth": TRUTH, "ensemble_raw": ensemble_variant_variable("raw"), "ensemble": PRECIPITATION}
 _, Y_FINE, X_FINE = SPATIAL_DIMS
 _, Y_COARSE, X_COARSE = COARSE_SPATIAL_DIMS
 

@@ -54,6 +54,8 @@ from downscale.evaluation.results import read_diagnostics  # noqa: E402
 from downscale.evaluation.score import PE_QUANTILE  # noqa: E402
 from downscale.evaluation.targets import TARGETS  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
+from downscale.inference.store_schema import (COARSE, FINE_DIMS, PRECIPITATION, TRUTH,  # noqa: E402
+                                              ensemble_variant_variable)
 from downscale.report.tables import fmt  # noqa: E402
 from markdown_section import replace_section  # noqa: E402  (bench/, the script's folder)
 
@@ -127,7 +129,7 @@ def _normalized(meta: BundleMetadata, values: np.ndarray) -> np.ndarray:
 
 
 #: The ensembles a store may hold, and their variables.
-ENSEMBLES = {"ensemble": "PRATEsfc", "ensemble_raw": "PRATEsfc_ensemble_raw", "ensemble_qm": "PRATEsfc_ensemble_qm"}
+ENSEMBLES = {"ensemble": PRECIPITATION, **{f"ensemble_{v}": ensemble_variant_variable(v) for v in ("raw", "qm")}}
 
 
 def _ensembles(ds: xr.Dataset) -> dict[str, str]:
@@ -152,11 +154,11 @@ def residual_std_ratio(config: PipelineConfig) -> float:
     meta = read_bundle_metadata(config.generate.bundle)
     w = ds.area / ds.area.sum()
     norm = lambda x: xr.apply_ufunc(lambda v: _normalized(meta, v), x, dask="allowed")  # noqa: E731
-    mu = norm(ds[f"PRATEsfc_{MU}_raw"])
-    members = ds["PRATEsfc_ensemble_raw"] if "PRATEsfc_ensemble_raw" in ds else ds.PRATEsfc
-    spatial = ("tile", "grid_yt", "grid_xt")
-    sampled = ((norm(members) - mu) ** 2 * w).sum(spatial).mean()
-    true = ((norm(ds.PRATEsfc_truth) - mu) ** 2 * w).sum(spatial).mean()
+    mu = norm(ds[f"{PRECIPITATION}_{MU_RAW}"])
+    raw = ensemble_variant_variable("raw")
+    members = ds[raw if raw in ds else PRECIPITATION]
+    sampled = ((norm(members) - mu) ** 2 * w).sum(FINE_DIMS).mean()
+    true = ((norm(ds[TRUTH]) - mu) ** 2 * w).sum(FINE_DIMS).mean()
     return float(np.sqrt(sampled / true))
 
 
@@ -174,7 +176,7 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
     ds = open_output(config.generate.output)
     meta = read_bundle_metadata(config.generate.bundle)
     f = meta.factor
-    coarse = ds.PRATEsfc_coarse.values * MM_DAY                                   # (time, tile, nc, nc)
+    coarse = ds[COARSE].values * MM_DAY                                           # (time, tile, nc, nc)
     which = np.digitize(coarse, INTENSITY_BINS[1:-1])
 
     def block_var(x: np.ndarray) -> np.ndarray:                                   # (..., 6, n, n) → (..., 6, nc, nc)
@@ -191,7 +193,7 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
         x = ds[name].values
         return per_bin(x * MM_DAY), per_bin(_normalized(meta, x))
 
-    truth_p, truth_z = both("PRATEsfc_truth")
+    truth_p, truth_z = both(TRUTH)
     share = truth_p * np.bincount(which.ravel(), minlength=len(truth_p)) / np.nansum(
         truth_p * np.bincount(which.ravel(), minlength=len(truth_p)))
     rows = []
@@ -228,7 +230,7 @@ def jumps_by_cell_size(config: PipelineConfig) -> list[dict[str, float | str]]:
                                 np.abs(np.diff(z, axis=-2)).reshape(len(z), -1)], axis=1).mean(0)
         return np.bincount(which, weights=jumps, minlength=CELL_SIZE_BINS) / counts
 
-    truth = per_bin("PRATEsfc_truth")
+    truth = per_bin(TRUTH)
     rows = [{"bin": f"{lo:.2f}–{hi:.2f}", "truth": truth[i]} for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
     for src, name in _ensembles(ds).items():
         for row, value in zip(rows, per_bin(name) / truth, strict=True):
@@ -264,7 +266,7 @@ def seam_by_edge_kind(config: PipelineConfig) -> list[dict[str, float | str]]:
             out[f"{kind} edges, seam ratio"] = across / inner
         return out
 
-    truth = per_kind("PRATEsfc_truth")
+    truth = per_kind(TRUTH)
     rows = [{"pair": key, "truth": value} for key, value in truth.items()]
     for src, name in _ensembles(ds).items():
         for row, (key, value) in zip(rows, per_kind(name).items(), strict=True):
@@ -309,9 +311,9 @@ def jumps_by_edge_distance(config: PipelineConfig) -> list[dict[str, float | str
         profile = jump_profile(_log_frames(str(config.generate.output), str(config.generate.bundle), name))
         return [float(profile[sel].mean()) for _, sel in groups]
 
-    truth = per_group("PRATEsfc_truth")
+    truth = per_group(TRUTH)
     rows: list[dict[str, float | str]] = [{"pair": label, "truth": t} for (label, _), t in zip(groups, truth)]
-    for src, name in {**_ensembles(ds), MU_RAW: f"PRATEsfc_{MU_RAW}"}.items():
+    for src, name in {**_ensembles(ds), MU_RAW: f"{PRECIPITATION}_{MU_RAW}"}.items():
         for row, value, t in zip(rows, per_group(name), truth, strict=True):
             row[src] = value / t
     return rows

@@ -50,7 +50,8 @@ from downscale.inference.store_faults import (IncompleteStoreError, OutputStoreE
 from downscale.inference.store_plan import (BOOKKEEPING, TMP_SUFFIX, WorkItem, mark_done, marked_items,
                                             planned_items, unmarked_items, write_new_plan)
 from downscale.inference.store_schema import (COARSE, COMPLETE, FINGERPRINT, FORMAT, IN_PROGRESS, SEED, STATUS,
-                                              STORE_FORMAT, TRUTH, OutputSpec, encode_attr, skeleton)
+                                              STORE_FORMAT, TRUTH, OutputSpec, encode_attr,
+                                              ensemble_variant_variable, skeleton)
 from downscale.version import __version__
 
 
@@ -222,7 +223,7 @@ def _item_writes(root: Path, spec: OutputSpec, item: WorkItem, ensemble: np.ndar
         raise ValueError(f"output store {root}: {item.key} must give the ensemble variants "
                          f"{sorted(spec.ensemble_variants)} (got {sorted(variants)})")
     for name in spec.ensemble_variants:
-        writes.append((f"{PRECIPITATION}_ensemble_{name}", (ms, ts),
+        writes.append((ensemble_variant_variable(name), (ms, ts),
                        _as_array(root, f"ensemble {name}", variants[name], (nm, nt, N_TILES, n, n), "f")))
     for name, value in _shared_fields(root, spec, item, deterministic, truth, coarse).items():
         shape = (nt, N_TILES, nc, nc) if name == COARSE else (nt, N_TILES, n, n)

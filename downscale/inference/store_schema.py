@@ -62,6 +62,13 @@ from downscale.inference.store_bounds import cell_vertices, coarse_cells, time_b
 from downscale.version import __version__
 
 TRUTH, COARSE, SEED = f"{PRECIPITATION}_truth", f"{PRECIPITATION}_coarse", "seed"
+
+
+def ensemble_variant_variable(variant: str) -> str:
+    """The store variable of the ensemble variant ``variant`` (``raw`` → ``PRATEsfc_ensemble_raw``)."""
+    return f"{PRECIPITATION}_ensemble_{variant}"
+
+
 FINE_DIMS = ("tile", "grid_yt", "grid_xt")
 CORNER_OUTPUT_DIMS = ("tile", "grid_y", "grid_x")
 COARSE_OUTPUT_DIMS = ("tile", "grid_yt_coarse", "grid_xt_coarse")
@@ -344,7 +351,7 @@ def _layout(spec: OutputSpec) -> dict[str, tuple[tuple[str, ...], tuple[int, ...
                               _precip_attrs("downscaled surface precipitation rate, diffusion ensemble member",
                                             "area", f"{MEMBER_COORDS} {FINE_COORDS}"))}
     for name in spec.ensemble_variants:
-        layout[f"{PRECIPITATION}_ensemble_{name}"] = (("member", *fine), (1, *fine_shard), (1, *fine_chunk),
+        layout[ensemble_variant_variable(name)] = (("member", *fine), (1, *fine_shard), (1, *fine_chunk),
                                                       _precip_attrs(f"downscaled surface precipitation rate, "
                                                                     f"diffusion ensemble member, {name}", "area",
                                                                     f"{MEMBER_COORDS} {FINE_COORDS}"))
