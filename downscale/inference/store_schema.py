@@ -62,13 +62,6 @@ from downscale.inference.store_bounds import cell_vertices, coarse_cells, time_b
 from downscale.version import __version__
 
 TRUTH, COARSE, SEED = f"{PRECIPITATION}_truth", f"{PRECIPITATION}_coarse", "seed"
-
-
-def ensemble_variant_variable(variant: str) -> str:
-    """The store variable of the ensemble variant ``variant`` (``raw`` → ``PRATEsfc_ensemble_raw``)."""
-    return f"{PRECIPITATION}_ensemble_{variant}"
-
-
 FINE_DIMS = ("tile", "grid_yt", "grid_xt")
 CORNER_OUTPUT_DIMS = ("tile", "grid_y", "grid_x")
 COARSE_OUTPUT_DIMS = ("tile", "grid_yt_coarse", "grid_xt_coarse")
@@ -83,6 +76,11 @@ STORE_FORMAT, FORMAT = 1, "downscale_store_format"
 RESERVED_ATTRS = frozenset({"Conventions", "history", "factor", STATUS, FINGERPRINT, SERIES, FORMAT})
 MAX_SPACE_CHUNK, MAX_TIME_CHUNK = 96, 8
 SEED_FILL = -1
+
+
+def ensemble_variant_variable(variant: str) -> str:
+    """The store variable of the ensemble variant ``variant`` (``raw`` → ``PRATEsfc_ensemble_raw``)."""
+    return f"{PRECIPITATION}_ensemble_{variant}"
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -352,9 +350,9 @@ def _layout(spec: OutputSpec) -> dict[str, tuple[tuple[str, ...], tuple[int, ...
                                             "area", f"{MEMBER_COORDS} {FINE_COORDS}"))}
     for name in spec.ensemble_variants:
         layout[ensemble_variant_variable(name)] = (("member", *fine), (1, *fine_shard), (1, *fine_chunk),
-                                                      _precip_attrs(f"downscaled surface precipitation rate, "
-                                                                    f"diffusion ensemble member, {name}", "area",
-                                                                    f"{MEMBER_COORDS} {FINE_COORDS}"))
+                                                   _precip_attrs(f"downscaled surface precipitation rate, "
+                                                                 f"diffusion ensemble member, {name}", "area",
+                                                                 f"{MEMBER_COORDS} {FINE_COORDS}"))
     for name in spec.baselines:
         layout[f"{PRECIPITATION}_{name}"] = (fine, fine_shard, fine_chunk, _precip_attrs(
             f"downscaled surface precipitation rate, {name} baseline", "area", FINE_COORDS))
