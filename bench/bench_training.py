@@ -3,6 +3,7 @@
     python bench/bench_training.py overhead [--steps 12] [--rounds 2]   # demo network, Lightning vs plain loop
     python bench/bench_training.py memory --res 32 64 [--ac] [--bf16]    # paper network, one training step per res
     python bench/bench_training.py flops                                 # paper network at C384 (meta tensors)
+    python bench/bench_training.py seams [--steps 8] [--rounds 2]        # skill network, seam transform off/turned/all
     python bench/bench_training.py all                                   # all of it, memory in all 4 variants
 
 ``--threads`` (default 1) sets torch's threads. One thread on purpose: on a shared 2-core machine two
@@ -18,6 +19,12 @@ process CPU time from the start of one step to the next (CPU time is the steadie
 machine; with one thread it is the compute plus framework work of the step); the first 2 steps of each
 run are warm-up and not counted; rounds alternate (plain, Lightning, plain, Lightning, …) so a busy
 machine hurts both alike. Reports median step times and the Lightning / plain ratios.
+
+``seams``: the cost of the seam transform. The ``skill`` pipeline's network (the ``demo`` preset on whole C64
+cubes from C8, 6 × 64 × 64, T = 5, batch 2, one predictor and the three cell-centre channels) with
+``seam_transform`` off, on the turned edges (the preset) and on all edges (``seam_transform_edges: all``): one
+joint loss + backward + AdamW step per variant in turn, the same fixed batch, ``steps`` per round after 2 warm-up
+steps; median wall time per step and each variant's ratio to ``off``.
 
 ``memory``: the ``paper`` network (STVD: 64 base channels, multipliers 1,1,2,2,3,4; 51 M parameters
 for μ and the denoiser together), cube mode, T = 5, batch 1, one joint-loss forward + backward per
@@ -103,6 +110,50 @@ def make_config(out: Path, preset: str, steps: int, **extra: Any):
         "optimizer": {"warmup_steps": 1}, "log_every_n_steps": 1,
         "validation": {"every_n_steps": 10**6}, "checkpoint": {"every_n_steps": 10**6},
         "hardware": {"num_workers": 0}, **extra})
+
+
+# ---- seams ------------------------------------------------------------------------------------------------
+SEAM_VARIANTS: dict[str, dict[str, Any]] = {
+    "off": {}, "turned": {"seam_transform": True}, "all": {"seam_transform": True, "seam_transform_edges": "all"}}
+
+
+def seams(steps: int, rounds: int) -> dict[str, Any]:
+    from downscale.training.module import DownscalingModule
+
+    info = fake_info(8, 8, 5) | {"predictors": ("PRATEsfc_coarse",),
+                                 "static_features": ("centre_x", "centre_y", "centre_z")}
+    batch = fake_batch(info, batch=2)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, overrides in SEAM_VARIANTS.items():
+            config = make_config(Path(tmp) / name, "demo", steps, batch_size=2,
+                                 network={"preset": "demo", "overrides": overrides})
+            torch.manual_seed(0)
+            module = DownscalingModule(config, info)
+            runs[name] = (module, torch.optim.AdamW(module.net.parameters(), lr=1e-3))
+
+    def step(name: str, seed: int) -> float:
+        module, optimizer = runs[name]
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        loss = module.net.loss(module.conditioning(batch), batch["target"], module.area_weights)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for i in range(steps + 2):
+            for name in runs:
+                t = step(name, i)
+                if i >= 2:
+                    times[name].append(t)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {"network": "demo (skill pipeline)", "grid": "C64 cube from C8, T=5, batch 2",
+            "steps_counted": len(times["off"]), "threads": torch.get_num_threads(),
+            "parameters": {name: sum(p.numel() for p in m.net.parameters()) for name, (m, _) in runs.items()},
+            "median_s_per_step": median, "ratio_to_off": {name: median[name] / median["off"] for name in runs}}
 
 
 # ---- overhead ---------------------------------------------------------------------------------------------
@@ -442,7 +493,7 @@ def estimate_c384(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["overhead", "memory", "flops", "all", "_one"])
+    p.add_argument("what", choices=["overhead", "seams", "memory", "flops", "all", "_one"])
     p.add_argument("res_one", nargs="?", type=int)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--rounds", type=int, default=2)
@@ -461,6 +512,8 @@ def main() -> None:
         return
     if args.what in ("overhead", "all"):
         print(json.dumps(overhead(args.steps, args.rounds), indent=1))
+    if args.what == "seams":
+        print(json.dumps(seams(args.steps, args.rounds), indent=1))
     if args.what in ("flops", "all"):
         for ac in (False, True):
             print(json.dumps(count_flops(384, ac)))

@@ -55,7 +55,7 @@ from downscale.evaluation.score import PE_QUANTILE  # noqa: E402
 from downscale.evaluation.targets import TARGETS  # noqa: E402
 from downscale.inference.store import open_output  # noqa: E402
 from downscale.inference.store_schema import (COARSE, FINE_DIMS, PRECIPITATION, TRUTH,  # noqa: E402
-                                              ensemble_variant_variable)
+                                              baseline_variable, ensemble_variant_variable)
 from downscale.report.tables import fmt  # noqa: E402
 from markdown_section import replace_section  # noqa: E402  (bench/, the script's folder)
 
@@ -154,7 +154,7 @@ def residual_std_ratio(config: PipelineConfig) -> float:
     meta = read_bundle_metadata(config.generate.bundle)
     w = ds.area / ds.area.sum()
     norm = lambda x: xr.apply_ufunc(lambda v: _normalized(meta, v), x, dask="allowed")  # noqa: E731
-    mu = norm(ds[f"{PRECIPITATION}_{MU_RAW}"])
+    mu = norm(ds[baseline_variable(MU_RAW)])
     raw = ensemble_variant_variable("raw")
     members = ds[raw if raw in ds else PRECIPITATION]
     sampled = ((norm(members) - mu) ** 2 * w).sum(FINE_DIMS).mean()
@@ -313,7 +313,7 @@ def jumps_by_edge_distance(config: PipelineConfig) -> list[dict[str, float | str
 
     truth = per_group(TRUTH)
     rows: list[dict[str, float | str]] = [{"pair": label, "truth": t} for (label, _), t in zip(groups, truth)]
-    for src, name in {**_ensembles(ds), MU_RAW: f"{PRECIPITATION}_{MU_RAW}"}.items():
+    for src, name in {**_ensembles(ds), MU_RAW: baseline_variable(MU_RAW)}.items():
         for row, value, t in zip(rows, per_group(name), truth, strict=True):
             row[src] = value / t
     return rows

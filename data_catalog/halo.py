@@ -137,24 +137,23 @@ def turned_edge(tile: int, edge: str) -> int:
 
 
 @lru_cache(maxsize=32)
-def turned_strip_positions(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat positions (into the padded ``6·P·P``, P = n + 2w) of the edge-strip cells of a ``width``-deep halo
-    whose source tile's grid is turned by −90° (first array: the N and S strips of turned edges) and by +90°
-    (second: W and E), as :func:`turned_edge` says; corner blocks are in neither."""
+def strip_positions_by_turn(n: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat positions (into the padded ``6·P·P``, P = n + 2w) of the edge-strip cells of a ``width``-deep halo,
+    by how the source tile's grid is turned (:func:`turned_edge`): by −90° (first array: the N and S strips of
+    turned edges), by +90° (second: their W and E strips), and not at all (third: the strips of the 6 straight
+    edges); corner blocks are in none."""
     n, w = int(n), int(width)
     p = n + 2 * w
     depth, along = np.meshgrid(np.arange(1, w + 1), np.arange(n), indexing="ij")
-    out: dict[int, list[np.ndarray]] = {-1: [], 1: []}
+    out: dict[int, list[np.ndarray]] = {-1: [], 1: [], 0: []}
     for t in range(N_TILES):
         for edge in EDGES:
-            turn = turned_edge(t, edge)
-            if turn:
-                pj, pi = _strip_positions(edge, depth, along, n, w)
-                out[turn].append(((t * p + pj) * p + pi).ravel())
-    minus, plus = (np.concatenate(out[k]) for k in (-1, 1))
-    for a in (minus, plus):
+            pj, pi = _strip_positions(edge, depth, along, n, w)
+            out[turned_edge(t, edge)].append(((t * p + pj) * p + pi).ravel())
+    minus, plus, straight = (np.concatenate(out[k]) for k in (-1, 1, 0))
+    for a in (minus, plus, straight):
         a.setflags(write=False)
-    return minus, plus
+    return minus, plus, straight
 
 
 @lru_cache(maxsize=64)

@@ -50,7 +50,7 @@ from downscale.inference.store_faults import (IncompleteStoreError, OutputStoreE
 from downscale.inference.store_plan import (BOOKKEEPING, TMP_SUFFIX, WorkItem, mark_done, marked_items,
                                             planned_items, unmarked_items, write_new_plan)
 from downscale.inference.store_schema import (COARSE, COMPLETE, FINGERPRINT, FORMAT, IN_PROGRESS, SEED, STATUS,
-                                              STORE_FORMAT, TRUTH, OutputSpec, encode_attr,
+                                              STORE_FORMAT, TRUTH, OutputSpec, baseline_variable, encode_attr,
                                               ensemble_variant_variable, skeleton)
 from downscale.version import __version__
 
@@ -203,7 +203,7 @@ def _shared_fields(root: Path, spec: OutputSpec, item: WorkItem, deterministic: 
         problems.append("coarse")
     if problems:
         raise ValueError(f"output store {root}: {item.key} (member block 0) must give {'; '.join(problems)}")
-    fields = {f"{PRECIPITATION}_{b}": deterministic[b] for b in spec.baselines}
+    fields = {baseline_variable(b): deterministic[b] for b in spec.baselines}
     return {**fields, **({TRUTH: truth} if spec.has_truth else {}), COARSE: coarse}
 
 

@@ -83,6 +83,11 @@ def ensemble_variant_variable(variant: str) -> str:
     return f"{PRECIPITATION}_ensemble_{variant}"
 
 
+def baseline_variable(baseline: str) -> str:
+    """The store variable of the deterministic baseline ``baseline`` (``bilinear`` → ``PRATEsfc_bilinear``)."""
+    return f"{PRECIPITATION}_{baseline}"
+
+
 def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
@@ -354,7 +359,7 @@ def _layout(spec: OutputSpec) -> dict[str, tuple[tuple[str, ...], tuple[int, ...
                                                                  f"diffusion ensemble member, {name}", "area",
                                                                  f"{MEMBER_COORDS} {FINE_COORDS}"))
     for name in spec.baselines:
-        layout[f"{PRECIPITATION}_{name}"] = (fine, fine_shard, fine_chunk, _precip_attrs(
+        layout[baseline_variable(name)] = (fine, fine_shard, fine_chunk, _precip_attrs(
             f"downscaled surface precipitation rate, {name} baseline", "area", FINE_COORDS))
     if spec.has_truth:
         layout[TRUTH] = (fine, fine_shard, fine_chunk, _precip_attrs("surface precipitation rate, truth", "area",

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from downscale.models.config import Geometry
+from downscale.models.config import Geometry, SeamEdges
 from downscale.models.cube_conv import CubeConv2d, group_norm_groups
 
 #: EDM/DDPM++ scale of a residual sum, keeps the variance of x + F(x) near that of x.
@@ -81,9 +81,11 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, emb_channels: int | None = None, *, dropout: float = 0.0,
-                 geometry: Geometry = "cube", patch_padding: str = "replicate", seam_transform: bool = False) -> None:
+                 geometry: Geometry = "cube", patch_padding: str = "replicate", seam_transform: bool = False,
+                 seam_transform_edges: SeamEdges = "turned") -> None:
         super().__init__()
-        conv = dict(geometry=geometry, patch_padding=patch_padding, seam_transform=seam_transform)
+        conv = dict(geometry=geometry, patch_padding=patch_padding, seam_transform=seam_transform,
+                    seam_transform_edges=seam_transform_edges)
         self.norm0 = GroupNorm(in_channels)
         self.conv0 = CubeConv2d(in_channels, out_channels, 3, **conv)
         self.affine = nn.Linear(emb_channels, 2 * out_channels) if emb_channels else None

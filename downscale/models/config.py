@@ -37,6 +37,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Geometry = Literal["cube", "patch"]
+SeamEdges = Literal["turned", "all"]
 TemporalMixing = Literal["attention", "conv", "none"]
 
 
@@ -77,6 +78,9 @@ class NetworkConfig(BaseModel):
         False, description="cube geometry: a learned C×C map (one per turn sense, starting at the identity) of the "
                            "features every 3×3 convolution takes across the cube's 6 edges where the neighbour's grid "
                            "is turned by 90° (CubeConv2d)")
+    seam_transform_edges: SeamEdges = Field(
+        "turned", description="with seam_transform: 'turned' maps the 6 turned edges only; 'all' adds a third learned "
+                              "map (from the identity) for the 6 straight edges")
     activation_checkpointing: bool = Field(False, description="recompute each block in backward to save memory")
 
     @property
@@ -120,6 +124,9 @@ class NetworkConfig(BaseModel):
         if self.seam_transform and self.geometry == "patch":
             raise ValueError("seam_transform needs cube geometry: a patch has no tile seam (its margin comes from the "
                              "data layer, already in the patch's own frame), so the maps would never be used")
+        if self.seam_transform_edges != "turned" and not self.seam_transform:
+            raise ValueError(f"seam_transform_edges {self.seam_transform_edges!r} needs seam_transform: true (it says "
+                             "which tile edges the seam transform maps)")
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd (the clip is padded symmetrically), got {self.temporal_kernel}")
         if self.temporal_mixing == "attention" and self.frames > 1 and self.temporal_levels == ():

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_catalog.halo import halo_index_maps, halo_pad, turned_strip_positions
+from data_catalog.halo import halo_index_maps, halo_pad, strip_positions_by_turn
 from data_catalog.schema import N_TILES
-from downscale.models.config import Geometry
+from downscale.models.config import Geometry, SeamEdges
 
 SPATIAL_DIMS = {"cube": 3, "patch": 2}   #: trailing dims of one frame: (6, H, W) or (H, W)
 
@@ -101,12 +102,15 @@ class CubeConv2d(nn.Module):
     feature that is bound to the grid's directions (a gradient along x, say) means another thing on a turned
     neighbour; the matrices let the network carry its features across such an edge as a gauge transform would
     (Cohen et al. 2019, "Gauge equivariant convolutional networks"), instead of mixing two frames. Straight
-    edges and corner blocks are left as they are.
+    edges and corner blocks are left as they are, unless ``seam_transform_edges="all"``: then a third learned
+    matrix (``straight_map``, also starting at the identity) maps the halo cells taken across the 6 straight
+    edges. There the frames agree, but the cells along every tile edge are the grid's smallest and most skewed,
+    so the features that cross an edge need not mean what they mean inside a tile.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, bias: bool = True,
                  geometry: Geometry = "cube", patch_padding: str = "replicate", init_scale: float = 1.0,
-                 seam_transform: bool = False) -> None:
+                 seam_transform: bool = False, seam_transform_edges: SeamEdges = "turned") -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"CubeConv2d needs an odd kernel >= 1, got {kernel}")
@@ -118,8 +122,11 @@ class CubeConv2d(nn.Module):
         with torch.no_grad():
             self.weight.mul_(init_scale)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.turn_maps = (nn.Parameter(torch.eye(in_channels).repeat(2, 1, 1)) if seam_transform and kernel > 1
+        mapped = seam_transform and kernel > 1
+        self.turn_maps = (nn.Parameter(torch.eye(in_channels).repeat(2, 1, 1)) if mapped
                           else None)                          # (2, C_in, C_in): the −90° and the +90° turn
+        self.straight_map = (nn.Parameter(torch.eye(in_channels)) if mapped and seam_transform_edges == "all"
+                             else None)                       # (C_in, C_in)
 
     @property
     def halo_width(self) -> int:
@@ -140,33 +147,39 @@ class CubeConv2d(nn.Module):
         if w:
             x = cube_halo(x, w)                                             # (N, C, 6, H+2w, W+2w)
             if self.turn_maps is not None:
-                x = turn_halo_features(x, self.turn_maps, w)
+                x = turn_halo_features(x, self.turn_maps, w, self.straight_map)
         # A (1, k, k) kernel over (tile, y, x) = the same 2-D convolution on every tile, padding=0.
         return F.conv3d(x, self.weight.unsqueeze(2), self.bias)
 
     def extra_repr(self) -> str:
-        turn = ", seam_transform" if self.turn_maps is not None else ""
+        turn = ("" if self.turn_maps is None else
+                ", seam_transform" + (" (all edges)" if self.straight_map is not None else ""))
         return f"{self.in_channels}, {self.out_channels}, kernel={self.kernel}, geometry={self.geometry}{turn}"
 
 
-def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int) -> torch.Tensor:
-    """``(N, C, 6, P, P) → (N, C, 6, P, P)``: the halo strips from turned neighbours (−90°, +90°: the two
-    arrays of :func:`data_catalog.halo.turned_strip_positions`) multiplied by ``turn_maps[0]`` and
-    ``turn_maps[1]`` (each ``C × C``) over channels; every other cell unchanged (out of place)."""
+def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int,
+                       straight_map: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, C, 6, P, P) → (N, C, 6, P, P)``: the halo strips from turned neighbours (−90°, +90°: the first two
+    arrays of :func:`data_catalog.halo.strip_positions_by_turn`) multiplied by ``turn_maps[0]`` and
+    ``turn_maps[1]`` (each ``C × C``) over channels, and with ``straight_map`` (``C × C``) the strips from straight
+    neighbours by it; every other cell unchanged. In place: ``padded`` is written and returned (a fresh halo
+    from :func:`cube_halo`, so autograd sees one write instead of a copy of the whole padded map)."""
     n_batch, c = padded.shape[:2]
-    minus, plus, both = _turned_positions(padded.shape[-1] - 2 * width, width, str(padded.device))
+    maps = [turn_maps[0], turn_maps[1]] + ([] if straight_map is None else [straight_map])
+    sizes, written = _strip_positions(padded.shape[-1] - 2 * width, width, len(maps), str(padded.device))
     flat = padded.reshape(n_batch, c, -1)
-    maps = turn_maps.to(flat.dtype)
-    turned = torch.cat([torch.matmul(maps[0], flat.index_select(-1, minus)),
-                        torch.matmul(maps[1], flat.index_select(-1, plus))], dim=-1)      # (N, C, m)
-    return flat.index_copy(-1, both, turned).view(padded.shape)                      # one copy of the padded map
+    strips = flat.index_select(-1, written).split(sizes, dim=-1)             # one gather: one scatter in backward
+    mapped = torch.cat([torch.matmul(m.to(flat.dtype), s) for m, s in zip(maps, strips)], dim=-1)
+    return flat.index_copy_(-1, written, mapped.to(flat.dtype)).view(padded.shape)    # autocast: matmul's dtype
 
 
 @lru_cache(maxsize=64)
-def _turned_positions(n: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The −90° and +90° strip positions, and both in that order (what :func:`turn_halo_features` writes)."""
-    minus, plus = (torch.tensor(a, device=device) for a in turned_strip_positions(n, width))
-    return minus, plus, torch.cat([minus, plus])
+def _strip_positions(n: int, width: int, kinds: int, device: str) -> tuple[list[int], torch.Tensor]:
+    """The sizes and the concatenated positions of the first ``kinds`` strip arrays of
+    :func:`data_catalog.halo.strip_positions_by_turn` (−90°, +90°, straight): what :func:`turn_halo_features`
+    reads and writes."""
+    arrays = strip_positions_by_turn(n, width)[:kinds]
+    return [len(a) for a in arrays], torch.tensor(np.concatenate(arrays), device=device)
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,8 @@ class VideoUNet(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.noise_conditioning = noise_conditioning
         self._geometry: Geometry = config.geometry
-        conv = dict(geometry=config.geometry, patch_padding=config.patch_padding, seam_transform=config.seam_transform)
+        conv = dict(geometry=config.geometry, patch_padding=config.patch_padding, seam_transform=config.seam_transform,
+                    seam_transform_edges=config.seam_transform_edges)
         emb = config.emb_channels if noise_conditioning else None
         noise_channels = max(2, config.base_channels - config.base_channels % 2)    # sinusoids come in pairs
         self.noise_embedding = NoiseEmbedding(noise_channels, config.emb_channels) if noise_conditioning else None

@@ -108,6 +108,23 @@ def test_a_network_with_the_full_resolution_head_round_trips(tmp_path):
         assert torch.equal(net.forward_mean(cond), original.forward_mean(cond))
 
 
+def test_a_network_with_seam_maps_on_every_edge_round_trips(tmp_path):
+    spec = SPEC.model_copy(update={"network": network_preset("tiny", seam_transform=True, seam_transform_edges="all")})
+    torch.manual_seed(1)
+    original = spec.build().eval()
+    straight = [m for name, m in original.named_parameters() if name.endswith("straight_map")]
+    assert straight                                                # every 3×3 convolution has one
+    with torch.no_grad():
+        for m in straight:
+            m.add_(0.1 * torch.randn_like(m))                      # the maps in use (they start at the identity)
+    save_bundle(tmp_path / "m.safetensors", original.state_dict(), _meta(model=spec))
+    net, meta = load_model(tmp_path / "m.safetensors")
+    assert meta.model.network.seam_transform_edges == "all"
+    cond = torch.randn(1, 3, 3, 6, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net.forward_mean(cond), original.forward_mean(cond))
+
+
 def test_weights_that_do_not_fit_the_spec_are_refused(tmp_path):
     other = SPEC.model_copy(update={"network": network_preset("tiny", base_channels=16)})
     save_bundle(tmp_path / "m.safetensors", _state(other), _meta())

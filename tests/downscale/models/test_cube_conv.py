@@ -168,8 +168,8 @@ def test_seam_transform_carries_direction_bound_features_across_turned_edges():
     field = np.sin(2.0 * v[..., 0] + 1.0) + np.cos(1.5 * v[..., 1] - 0.5 * v[..., 2])
     padded = cube_halo(_index_gradient(field), 1)
     plus = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])                              # neighbour turned +90°
-    turned = turn_halo_features(padded, torch.stack([plus.T, plus]), 1)
-    untouched = turn_halo_features(padded, torch.eye(2).repeat(2, 1, 1), 1)
+    turned = turn_halo_features(padded.clone(), torch.stack([plus.T, plus]), 1)
+    untouched = turn_halo_features(padded.clone(), torch.eye(2).repeat(2, 1, 1), 1)
     assert torch.equal(untouched, padded)
 
     def strip_jumps(p: torch.Tensor, turned_strips: bool) -> float:
@@ -187,7 +187,7 @@ def test_seam_transform_carries_direction_bound_features_across_turned_edges():
     straight = strip_jumps(padded, turned_strips=False)
     assert strip_jumps(turned, turned_strips=False) == straight               # straight edges: not touched
     assert strip_jumps(turned, turned_strips=True) < 1.5 * straight           # carried across: as smooth as straight
-    wrong_sense = turn_halo_features(padded, torch.stack([plus, plus.T]), 1)
+    wrong_sense = turn_halo_features(padded.clone(), torch.stack([plus, plus.T]), 1)
     assert strip_jumps(wrong_sense, turned_strips=True) > 3 * straight        # the turn senses matter
     assert strip_jumps(padded, turned_strips=True) > 3 * straight             # mixed frames: a jump at the seam
     assert torch.equal(turned[..., 1:-1, 1:-1], padded[..., 1:-1, 1:-1])      # interiors unchanged
@@ -202,3 +202,43 @@ def test_seam_transform_starts_as_the_plain_convolution_and_learns():
     gauged(x).square().sum().backward()
     assert gauged.turn_maps.grad is not None and gauged.turn_maps.grad.abs().sum() > 0
     assert CubeConv2d(3, 4, 1, seam_transform=True).turn_maps is None         # a 1×1 layer takes no halo
+
+
+def test_straight_edge_map_acts_on_the_straight_strips_only_and_learns():
+    """``seam_transform_edges="all"``: the third map multiplies exactly the halo cells taken across the 6 straight
+    edges (the positions are checked against the tile connectivity, not against the function's own tables),
+    starts as the turned-only layer, and gets a gradient."""
+    from data_catalog.halo import EDGES, turned_edge
+    from downscale.models.cube_conv import cube_halo, turn_halo_features
+
+    n, w = 6, 1
+    x = torch.randn(1, 2, 6, n, n)
+    padded = cube_halo(x, w)
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    eye = torch.eye(2).repeat(2, 1, 1)
+    out = turn_halo_features(padded.clone(), eye, w, swap)
+    expected = padded.clone()
+    for t in range(6):
+        for edge in EDGES:
+            if turned_edge(t, edge) == 0:
+                strip = {"W": (slice(w, -w), 0), "E": (slice(w, -w), -1), "S": (0, slice(w, -w)),
+                         "N": (-1, slice(w, -w))}[edge]
+                expected[0, :, t, strip[0], strip[1]] = expected[0, :, t, strip[0], strip[1]].flip(0)
+    assert torch.equal(out, expected)
+    assert not torch.equal(out, padded)
+
+    torch.manual_seed(0)
+    turned_only = CubeConv2d(2, 3, 3, seam_transform=True)
+    every_edge = CubeConv2d(2, 3, 3, seam_transform=True, seam_transform_edges="all")
+    every_edge.load_state_dict({**turned_only.state_dict(), "straight_map": torch.eye(2)})
+    y = torch.randn(2, 2, 6, N, N)
+    assert torch.allclose(every_edge(y), turned_only(y), atol=1e-6)            # identity: the turned-only layer
+    every_edge(y).square().sum().backward()
+    assert every_edge.straight_map.grad is not None and every_edge.straight_map.grad.abs().sum() > 0
+    with torch.no_grad():                                                      # maps away from the identity
+        for m in (every_edge.turn_maps, every_edge.straight_map):
+            m.add_(0.3 * torch.randn_like(m))
+    x = torch.randn(1, 2, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(every_edge.double(), (x,))                # the in-place write differentiates
+    with torch.autocast("cpu", dtype=torch.bfloat16):                          # the mixed-precision path runs
+        assert every_edge.float()(x.float()).dtype == torch.bfloat16

@@ -44,6 +44,7 @@ def test_spatial_shape_error_names_the_factor_and_the_levels():
         ({"base_chanels": 8}, "base_chanels"),
         ({"temporal_levels": ()}, "mixes nothing"),
         ({"seam_transform": True, "geometry": "patch"}, "seam_transform needs cube geometry"),
+        ({"seam_transform_edges": "all"}, "seam_transform_edges 'all' needs seam_transform: true"),
         ({"full_res_channels": 4}, r"full_res_channels 4 needs a space-to-depth stem \(space_to_depth > 1\)"),
     ],
 )
