@@ -166,7 +166,7 @@ def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int
     from :func:`cube_halo`, so autograd sees one write instead of a copy of the whole padded map)."""
     n_batch, c = padded.shape[:2]
     maps = [turn_maps[0], turn_maps[1]] + ([] if straight_map is None else [straight_map])
-    sizes, written = _strip_positions(padded.shape[-1] - 2 * width, width, len(maps), str(padded.device))
+    sizes, written = _mapped_strip_positions(padded.shape[-1] - 2 * width, width, len(maps), str(padded.device))
     flat = padded.reshape(n_batch, c, -1)
     strips = flat.index_select(-1, written).split(sizes, dim=-1)             # one gather: one scatter in backward
     mapped = torch.cat([torch.matmul(m.to(flat.dtype), s) for m, s in zip(maps, strips)], dim=-1)
@@ -174,7 +174,7 @@ def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int
 
 
 @lru_cache(maxsize=64)
-def _strip_positions(n: int, width: int, kinds: int, device: str) -> tuple[list[int], torch.Tensor]:
+def _mapped_strip_positions(n: int, width: int, kinds: int, device: str) -> tuple[list[int], torch.Tensor]:
     """The sizes and the concatenated positions of the first ``kinds`` strip arrays of
     :func:`data_catalog.halo.strip_positions_by_turn` (−90°, +90°, straight): what :func:`turn_halo_features`
     reads and writes."""
