@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,47 +35,89 @@ SPATIAL_DIMS = {"cube": 3, "patch": 2}   #: trailing dims of one frame: (6, H, W
 
 
 class _HaloExchange(torch.autograd.Function):
-    """:func:`data_catalog.halo.halo_pad` with a backward pass written as its adjoint.
+    """:func:`data_catalog.halo.halo_pad`, then (with seam maps) :func:`turn_halo_features`, with a backward
+    pass written as its adjoint.
 
-    Forward is ``halo_pad`` itself. Backward: ``grad_x = grad[interior] + Σ_strips grad[strip] scattered to
-    its source cells + ½·grad[corner] scattered to each of its two candidates``, using the halo's own
-    index maps (:func:`data_catalog.halo.halo_index_maps`). Autograd through ``halo_pad``'s in-place
-    copies clones the whole padded gradient once per copy; this adjoint touches it once and is about
-    1.5–2× faster per convolution on CPU. ``test_cube_conv`` checks it against autograd of ``halo_pad``.
+    Forward is ``halo_pad`` itself, and then, given ``turn_maps`` (and ``straight_map``), the halo strips of each
+    kind multiplied by their ``C × C`` map in place. Backward:
+    ``grad_x = grad[interior] + Σ_strips Mᵀ·grad[strip] scattered to its source cells + ½·grad[corner]
+    scattered to each of its two candidates`` (M the strip's map, the identity for a strip without one) and
+    ``grad_M = Σ grad[strip]·x[source]ᵀ`` over the strips of M's kind, using the halo's own index maps
+    (:func:`data_catalog.halo.halo_index_maps`, strips ordered by kind). Autograd through ``halo_pad``'s
+    in-place copies clones the whole padded gradient once per copy, and through the maps' gather and write
+    once more each; this adjoint touches it once. ``test_cube_conv`` checks it against autograd of
+    ``halo_pad`` and ``turn_halo_features``, and with ``gradcheck``.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, width: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, width: int, turn_maps: torch.Tensor | None = None,  # type: ignore[override]
+                straight_map: torch.Tensor | None = None) -> torch.Tensor:
         ctx.width, ctx.n = width, int(x.shape[-1])
+        maps = () if turn_maps is None else (turn_maps,) if straight_map is None else (turn_maps, straight_map)
+        ctx.save_for_backward(x, *maps)
         with torch.no_grad():
-            return halo_pad(x, width)
+            padded = halo_pad(x, width)
+            return padded if turn_maps is None else turn_halo_features(padded, turn_maps, width, straight_map)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, n = ctx.width, ctx.n
-        maps = _adjoint_maps(n, w, str(grad.device))
+        x, *saved = ctx.saved_tensors
+        maps = [saved[0][0], saved[0][1], *saved[1:]] if saved else []     # one C × C map per kind of strip
+        strips = _adjoint_maps(n, w, str(grad.device))
         lead = grad.shape[:-3]
         grad_flat = grad.reshape(*lead, -1)
+        g = grad_flat.index_select(-1, strips.positions)                    # (…, C, L): every strip, by kind
+        grads_of_maps = []
+        if maps:
+            mapped = sum(strips.sizes[:len(maps)])
+            parts = g[..., :mapped].split(strips.sizes[:len(maps)], dim=-1)
+            before = x.reshape(*lead, -1).index_select(-1, strips.sources[:mapped]).split(strips.sizes[:len(maps)], -1)
+            grads_of_maps = [torch.einsum("...cl,...dl->cd", gp.to(m.dtype), xp.to(m.dtype))
+                             for m, gp, xp in zip(maps, parts, before)]
+            g = torch.cat([torch.matmul(m.to(gp.dtype).T, gp) for m, gp in zip(maps, parts)] + [g[..., mapped:]], -1)
         grad_x = grad[..., w:-w, w:-w].contiguous()
         grad_x_flat = grad_x.view(*lead, N_TILES * n * n)
-        grad_x_flat.index_add_(-1, maps[1], grad_flat.index_select(-1, maps[0]))
-        corner = 0.5 * grad_flat.index_select(-1, maps[2])
-        grad_x_flat.index_add_(-1, maps[3], corner).index_add_(-1, maps[4], corner)
-        return grad_x, None
+        grad_x_flat.index_add_(-1, strips.sources, g.to(grad_x.dtype))
+        corner = 0.5 * grad_flat.index_select(-1, strips.corner_positions)
+        grad_x_flat.index_add_(-1, strips.corner_sources[0], corner).index_add_(-1, strips.corner_sources[1], corner)
+        grad_turn = None if not grads_of_maps else torch.stack(grads_of_maps[:2])
+        grad_straight = grads_of_maps[2] if len(grads_of_maps) > 2 else None
+        return grad_x, None, grad_turn, grad_straight
+
+
+class _StripMaps(NamedTuple):
+    """Index maps of the halo's adjoint: every edge-strip cell ordered by kind (−90°, +90°, straight;
+    :func:`data_catalog.halo.strip_positions_by_turn`) with its source, and the corner cells' two candidates."""
+
+    positions: torch.Tensor        #: (L,) padded positions of the strip cells, by kind
+    sources: torch.Tensor          #: (L,) their sources on the neighbouring tiles
+    sizes: list[int]               #: cells per kind: −90°, +90°, straight
+    corner_positions: torch.Tensor
+    corner_sources: tuple[torch.Tensor, torch.Tensor]
 
 
 @lru_cache(maxsize=64)
-def _adjoint_maps(n: int, width: int, device: str) -> tuple[torch.Tensor, ...]:
+def _adjoint_maps(n: int, width: int, device: str) -> _StripMaps:
     m = halo_index_maps(n, width)
-    arrays = (m.strip_positions, m.strip_sources, m.corner_positions, m.corner_sources[0], m.corner_sources[1])
-    return tuple(torch.tensor(a, device=device) for a in arrays)
+    by_kind = strip_positions_by_turn(n, width)
+    positions = np.concatenate(by_kind)
+    as_tensor = lambda a: torch.tensor(a, device=device)  # noqa: E731
+    return _StripMaps(as_tensor(positions), as_tensor(m.source[positions]), [len(a) for a in by_kind],
+                      as_tensor(m.corner_positions), (as_tensor(m.corner_sources[0]), as_tensor(m.corner_sources[1])))
 
 
-def cube_halo(x: torch.Tensor, width: int) -> torch.Tensor:
-    """``(..., 6, n, n) → (..., 6, n + 2w, n + 2w)``: the real halo exchange, with a fast backward."""
-    if x.requires_grad and torch.is_grad_enabled():
-        return _HaloExchange.apply(x, width)
-    return halo_pad(x, width)
+def cube_halo(x: torch.Tensor, width: int, turn_maps: torch.Tensor | None = None,
+              straight_map: torch.Tensor | None = None) -> torch.Tensor:
+    """``(..., 6, n, n) → (..., 6, n + 2w, n + 2w)``: the real halo exchange, with a fast backward; given
+    ``turn_maps`` ``(2, C, C)`` (and ``straight_map`` ``(C, C)``), the halo strips are mapped as
+    :func:`turn_halo_features` says."""
+    tensors = [t for t in (x, turn_maps, straight_map) if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _HaloExchange.apply(x, width, turn_maps, straight_map)
+    padded = halo_pad(x, width)
+    return padded if turn_maps is None else turn_halo_features(padded, turn_maps, width, straight_map)
 
 
 def check_frame_shape(x: torch.Tensor, geometry: Geometry, what: str = "input") -> None:
@@ -145,9 +188,7 @@ class CubeConv2d(nn.Module):
                 x = F.pad(x, (w, w, w, w), mode=self.patch_padding)
             return F.conv2d(x, self.weight, self.bias)
         if w:
-            x = cube_halo(x, w)                                             # (N, C, 6, H+2w, W+2w)
-            if self.turn_maps is not None:
-                x = turn_halo_features(x, self.turn_maps, w, self.straight_map)
+            x = cube_halo(x, w, self.turn_maps, self.straight_map)         # (N, C, 6, H+2w, W+2w)
         # A (1, k, k) kernel over (tile, y, x) = the same 2-D convolution on every tile, padding=0.
         return F.conv3d(x, self.weight.unsqueeze(2), self.bias)
 
@@ -162,24 +203,17 @@ def turn_halo_features(padded: torch.Tensor, turn_maps: torch.Tensor, width: int
     """``(N, C, 6, P, P) → (N, C, 6, P, P)``: the halo strips from turned neighbours (−90°, +90°: the first two
     arrays of :func:`data_catalog.halo.strip_positions_by_turn`) multiplied by ``turn_maps[0]`` and
     ``turn_maps[1]`` (each ``C × C``) over channels, and with ``straight_map`` (``C × C``) the strips from straight
-    neighbours by it; every other cell unchanged. In place: ``padded`` is written and returned (a fresh halo
-    from :func:`cube_halo`, so autograd sees one write instead of a copy of the whole padded map)."""
+    neighbours by it; every other cell unchanged. In place: ``padded`` (a fresh halo) is written and returned.
+    :func:`cube_halo` runs it inside the halo exchange, whose backward is written by hand."""
     n_batch, c = padded.shape[:2]
     maps = [turn_maps[0], turn_maps[1]] + ([] if straight_map is None else [straight_map])
-    sizes, written = _mapped_strip_positions(padded.shape[-1] - 2 * width, width, len(maps), str(padded.device))
+    strips = _adjoint_maps(padded.shape[-1] - 2 * width, width, str(padded.device))
+    sizes = strips.sizes[:len(maps)]
+    written = strips.positions[:sum(sizes)]
     flat = padded.reshape(n_batch, c, -1)
-    strips = flat.index_select(-1, written).split(sizes, dim=-1)             # one gather: one scatter in backward
-    mapped = torch.cat([torch.matmul(m.to(flat.dtype), s) for m, s in zip(maps, strips)], dim=-1)
+    before = flat.index_select(-1, written).split(sizes, dim=-1)
+    mapped = torch.cat([torch.matmul(m.to(flat.dtype), s) for m, s in zip(maps, before)], dim=-1)
     return flat.index_copy_(-1, written, mapped.to(flat.dtype)).view(padded.shape)    # autocast: matmul's dtype
-
-
-@lru_cache(maxsize=64)
-def _mapped_strip_positions(n: int, width: int, kinds: int, device: str) -> tuple[list[int], torch.Tensor]:
-    """The sizes and the concatenated positions of the first ``kinds`` strip arrays of
-    :func:`data_catalog.halo.strip_positions_by_turn` (−90°, +90°, straight): what :func:`turn_halo_features`
-    reads and writes."""
-    arrays = strip_positions_by_turn(n, width)[:kinds]
-    return [len(a) for a in arrays], torch.tensor(np.concatenate(arrays), device=device)
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
