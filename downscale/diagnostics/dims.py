@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from downscale.output_names import COARSE_DIMS, FINE_DIMS
+
 #: Spatial dims of the inference output, tile first and x last: (tile, y, x).
-SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt", "grid_xt")
+SPATIAL_DIMS: tuple[str, str, str] = FINE_DIMS
 #: Spatial dims of the coarse fields in the inference output (the input ``PRATEsfc_coarse``, ``area_coarse``).
-COARSE_SPATIAL_DIMS: tuple[str, str, str] = ("tile", "grid_yt_coarse", "grid_xt_coarse")
+COARSE_SPATIAL_DIMS: tuple[str, str, str] = COARSE_DIMS
 MEMBER_DIM = "member"
 TIME_DIM = "time"
 

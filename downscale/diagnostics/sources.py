@@ -24,7 +24,9 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from data_catalog.schema import PRECIPITATION
 from downscale.diagnostics.dims import COARSE_SPATIAL_DIMS, OUTPUT, Dims, drop_coords_on
+from downscale.output_names import COARSE, TRUTH
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,8 @@ def _fine(v: xr.DataArray, dims: Dims) -> xr.DataArray:
     return drop_coords_on(v.reset_coords(drop=True), [dims.y, dims.x])
 
 
-def gather_sources(ds: xr.Dataset, factor: int, variable: str = "PRATEsfc", truth: str = "PRATEsfc_truth",
-                   coarse: str | None = "PRATEsfc_coarse", baselines: tuple[str, ...] | None = None,
+def gather_sources(ds: xr.Dataset, factor: int, variable: str = PRECIPITATION, truth: str = TRUTH,
+                   coarse: str | None = COARSE, baselines: tuple[str, ...] | None = None,
                    dims: Dims = OUTPUT,
                    coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS,
                    ensembles: tuple[str, ...] | None = None) -> tuple[list[Source], Grid]:

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from data_catalog.schema import PRECIPITATION
 from downscale.diagnostics import (climatology, distribution, extremes, reliability, seasons, structure,
                                    uncertainty)
 from downscale.diagnostics.consistency import check_window_joins, mass_ratios
@@ -80,6 +81,7 @@ from downscale.evaluation import climate
 from downscale.evaluation.block_scores import BlockContext, bootstrap_groups, score_block
 from downscale.evaluation.blocks import Totals, day_blocks
 from downscale.evaluation.regions import CASE_STUDIES, DEFAULT_REGIONS, get_region, get_regions
+from downscale.output_names import COARSE, TRUTH
 
 LOWER_IS_BETTER = ("mse", "rmse", "mae", "crps_fair", "crps_standard", "mse_member", "mae_member", "pe", "emd", "sae")
 #: Per-quantile scalars that are lower-is-better too (``pe_q999``, ``brier_q99`` …; not their bounds).
@@ -105,9 +107,9 @@ class CompareConfig:
     thresholds."""
 
     factor: int
-    variable: str = "PRATEsfc"
-    truth: str = "PRATEsfc_truth"
-    coarse: str | None = "PRATEsfc_coarse"
+    variable: str = PRECIPITATION
+    truth: str = TRUTH
+    coarse: str | None = COARSE
     baselines: tuple[str, ...] | None = None
     dims: Dims = OUTPUT
     coarse_spatial_dims: tuple[str, str, str] = COARSE_SPATIAL_DIMS

@@ -59,12 +59,10 @@ import xarray as xr
 from data_catalog.schema import (CORNER_DIMS, N_TILES, PRECIPITATION, PRECIPITATION_STANDARD_NAME,
                                  PRECIPITATION_UNITS, STATIC_DIMS)
 from downscale.inference.store_bounds import cell_vertices, coarse_cells, time_bounds, time_units
+from downscale.output_names import COARSE, COARSE_DIMS, FINE_CORNER_DIMS, FINE_DIMS, TRUTH
 from downscale.version import __version__
 
-TRUTH, COARSE, SEED = f"{PRECIPITATION}_truth", f"{PRECIPITATION}_coarse", "seed"
-FINE_DIMS = ("tile", "grid_yt", "grid_xt")
-CORNER_OUTPUT_DIMS = ("tile", "grid_y", "grid_x")
-COARSE_OUTPUT_DIMS = ("tile", "grid_yt_coarse", "grid_xt_coarse")
+SEED = "seed"
 VERTEX_DIM, TIME_BOUNDS_DIM, TIME_BOUNDS = "nv", "bnds", "time_bnds"
 #: Dims :attr:`OutputSpec.coarse_area` may come on (the prepared dataset's, or the internal form's).
 COARSE_INPUT_DIMS = (("tile", "yc", "xc"), STATIC_DIMS)
@@ -320,23 +318,23 @@ def _coords(spec: OutputSpec, coarse: dict[str, np.ndarray]) -> dict[str, Any]:
         "grid_yt_coarse": _index("grid_yt_coarse", nc, "coarse T-cell index along tile y (1-based, as FV3)"),
         "grid_xt_coarse": _index("grid_xt_coarse", nc, "coarse T-cell index along tile x (1-based, as FV3)"),
         **_lat_lon(FINE_DIMS, grid.lat.values, grid.lon.values, "", "cell-centre"),
-        **_lat_lon(COARSE_OUTPUT_DIMS, coarse["lat"], coarse["lon"], "_coarse", "coarse cell-centre"),
+        **_lat_lon(COARSE_DIMS, coarse["lat"], coarse["lon"], "_coarse", "coarse cell-centre"),
     }
 
 
 def _grid_variables(spec: OutputSpec, coarse: dict[str, np.ndarray]) -> dict[str, tuple]:
     corner = "FV3 cell-corner array (N+1 per tile side); corners (j, i) and (j+1, i+1) bound cell (j, i)"
-    fine_vertices, coarse_vertices = (*FINE_DIMS, VERTEX_DIM), (*COARSE_OUTPUT_DIMS, VERTEX_DIM)
+    fine_vertices, coarse_vertices = (*FINE_DIMS, VERTEX_DIM), (*COARSE_DIMS, VERTEX_DIM)
     return {
         "area": (FINE_DIMS, spec.grid.area.values, {"units": "m2", "standard_name": "cell_area",
                                                     "long_name": "cell area", "coordinates": FINE_COORDS}),
-        "latb": (CORNER_OUTPUT_DIMS, spec.grid.latb.values, {"units": "degrees_north", "standard_name": "latitude",
+        "latb": (FINE_CORNER_DIMS, spec.grid.latb.values, {"units": "degrees_north", "standard_name": "latitude",
                                                             "comment": corner, "long_name": "cell-corner latitude"}),
-        "lonb": (CORNER_OUTPUT_DIMS, spec.grid.lonb.values, {"units": "degrees_east", "standard_name": "longitude",
+        "lonb": (FINE_CORNER_DIMS, spec.grid.lonb.values, {"units": "degrees_east", "standard_name": "longitude",
                                                             "comment": corner, "long_name": "cell-corner longitude"}),
         "lat_bnds": (fine_vertices, cell_vertices(spec.grid.latb.values), {}),
         "lon_bnds": (fine_vertices, cell_vertices(spec.grid.lonb.values), {}),
-        "area_coarse": (COARSE_OUTPUT_DIMS, spec.coarse_area.values,
+        "area_coarse": (COARSE_DIMS, spec.coarse_area.values,
                         {"units": "m2", "standard_name": "cell_area", "long_name": "coarse cell area",
                          "coordinates": COARSE_COORDS}),
         "lat_coarse_bnds": (coarse_vertices, coarse["lat_vertices"], {}),
@@ -365,7 +363,7 @@ def _layout(spec: OutputSpec) -> dict[str, tuple[tuple[str, ...], tuple[int, ...
         layout[TRUTH] = (fine, fine_shard, fine_chunk, _precip_attrs("surface precipitation rate, truth", "area",
                                                                            FINE_COORDS))
     ncc = _largest_divisor(nc, MAX_SPACE_CHUNK)
-    layout[COARSE] = (("time", *COARSE_OUTPUT_DIMS), (tb, N_TILES, nc, nc), (tc, 1, ncc, ncc),
+    layout[COARSE] = (("time", *COARSE_DIMS), (tb, N_TILES, nc, nc), (tc, 1, ncc, ncc),
                       _precip_attrs("surface precipitation rate, coarse input", "area_coarse", COARSE_COORDS))
     return layout
 
