@@ -207,6 +207,46 @@ def subgrid_variability(config: PipelineConfig) -> list[dict[str, float | str]]:
     return rows
 
 
+def residual_by_scale(config: PipelineConfig) -> list[dict[str, float | str]]:
+    """Where the sampled residual's spread is short, for the raw members (``ensemble_raw``, members pooled) and the
+    truth, both minus the raw μ, in normalized log units, area-weighted: the residual's mean square (what the
+    target row's std ratio is the root of), split into the mean over each coarse block of f × f cells (the coarse
+    cell's scale and above) and the rest, within the blocks; and within the blocks the field's own variance and
+    the covariance of the residual r with μ's within-block pattern (``var(z) = var(μ) + var(r) + 2 cov(r, μ)``:
+    members whose field varies as much as the truth's but whose r covaries with μ have the right sub-grid
+    variability and too little spread about μ). Last column: the ratio of the root mean squares (— for the
+    covariance)."""
+    ds = open_output(config.generate.output)
+    f = read_bundle_metadata(config.generate.bundle).factor
+    raw = ensemble_variant_variable("raw")
+    if raw not in ds:
+        return []
+    frames = lambda name: _log_frames(str(config.generate.output), str(config.generate.bundle), name)  # noqa: E731
+    mu = frames(baseline_variable(MU_RAW)).astype(np.float64)                      # (T, 6, n, n)
+    nc = mu.shape[-1] // f
+    w = (ds.area / ds.area.sum()).values.reshape(6, nc, f, nc, f)
+    w_block = w.sum(axis=(-3, -1))
+
+    def split(z: np.ndarray) -> np.ndarray:
+        """``z (..., T, 6, n, n)`` → mean square of r = z − μ, its block-mean and within-block parts, within-block
+        var(z) and cov(r, μ): each summed over cells with the area weights, averaged over frames."""
+        r, zz, m = (a.reshape(*a.shape[:-2], nc, f, nc, f) for a in (z - mu, z, np.broadcast_to(mu, z.shape)))
+        mean = lambda a: (a * w).sum(axis=(-3, -1), keepdims=True) / w_block[:, :, None, :, None]  # noqa: E731
+        total = lambda a: float((a * w).sum(axis=(-5, -4, -3, -2, -1)).mean())                     # noqa: E731
+        rw, zw, mw = r - mean(r), zz - mean(zz), m - mean(m)
+        return np.array([total(r * r), total(r * r) - total(rw * rw), total(rw * rw), total(zw * zw),
+                         total(rw * mw)])
+
+    truth = split(frames(TRUTH).astype(np.float64))
+    members = frames(raw)
+    ens = np.mean([split(members[k * len(mu):(k + 1) * len(mu)].astype(np.float64))
+                   for k in range(len(members) // len(mu))], axis=0)
+    labels = ("residual mean square, total", "… of the coarse-block means", "… within the blocks",
+              "within the blocks: variance of the field z", "within the blocks: cov(r, μ)")
+    return [{"quantity": label, "truth": t, "ensemble_raw": e, "ratio": math.sqrt(e / t) if i < 4 else float("nan")}
+            for i, (label, t, e) in enumerate(zip(labels, truth, ens, strict=True))]
+
+
 #: Number of equal-count bins of the cell area in :func:`jumps_by_cell_size`.
 CELL_SIZE_BINS = 6
 
@@ -450,6 +490,14 @@ def section(name: str, config: PipelineConfig, timings: list[tuple[str, bool, fl
     for r in sub:
         lines.append(f"| {r['bin']} | {r['cells']:.0f} | {fmt(r['truth_var'])} | {100 * r['truth_share']:.1f} % | "
                      + " | ".join(f"{fmt(r[f'{src}_phys'])} / {fmt(r[f'{src}_log'])}" for src in ens) + " |")
+    by_scale = residual_by_scale(config)
+    if by_scale:
+        lines += ["", "The sampled residual by scale (raw members and truth minus the raw μ, normalized log units, "
+                  "area-weighted; coarse blocks of f × f cells; the last column is the ratio of root mean squares, "
+                  "the target row's statistic for the total):", "",
+                  "| quantity | truth | ensemble_raw | ratio |", "|---|---|---|---|"]
+        lines += [f"| {r['quantity']} | {r['truth']:.4f} | {r['ensemble_raw']:.4f} | "
+                  f"{'—' if math.isnan(r['ratio']) else fmt(r['ratio'])} |" for r in by_scale]
     jumps = jumps_by_cell_size(config)
     ens = [src for src in ("ensemble", "ensemble_raw", "ensemble_qm") if src in jumps[0]]
     lines += ["", "Neighbour jumps by cell size (mean |jump| between neighbouring fine cells inside a tile, normalized "
