@@ -142,14 +142,11 @@ def strip_positions_by_turn(n: int, width: int) -> tuple[np.ndarray, np.ndarray,
     by how the source tile's grid is turned (:func:`turned_edge`): by −90° (first array: the N and S strips of
     turned edges), by +90° (second: their W and E strips), and not at all (third: the strips of the 6 straight
     edges); corner blocks are in none."""
-    n, w = int(n), int(width)
-    p = n + 2 * w
-    depth, along = np.meshgrid(np.arange(1, w + 1), np.arange(n), indexing="ij")
+    by_edge = halo_index_maps(n, width).strip_positions.reshape(N_TILES, len(EDGES), -1)   # (tile, edge, w·n)
     out: dict[int, list[np.ndarray]] = {-1: [], 1: [], 0: []}
     for t in range(N_TILES):
-        for edge in EDGES:
-            pj, pi = _strip_positions(edge, depth, along, n, w)
-            out[turned_edge(t, edge)].append(((t * p + pj) * p + pi).ravel())
+        for e, edge in enumerate(EDGES):
+            out[turned_edge(t, edge)].append(by_edge[t, e])
     minus, plus, straight = (np.concatenate(out[k]) for k in (-1, 1, 0))
     for a in (minus, plus, straight):
         a.setflags(write=False)

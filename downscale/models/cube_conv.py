@@ -54,7 +54,7 @@ class _HaloExchange(torch.autograd.Function):
                 straight_map: torch.Tensor | None = None) -> torch.Tensor:
         ctx.width, ctx.n = width, int(x.shape[-1])
         maps = () if turn_maps is None else (turn_maps,) if straight_map is None else (turn_maps, straight_map)
-        ctx.save_for_backward(x, *maps)
+        ctx.save_for_backward(*((x, *maps) if maps else ()))      # x only for the maps' gradient
         with torch.no_grad():
             padded = halo_pad(x, width)
             return padded if turn_maps is None else turn_halo_features(padded, turn_maps, width, straight_map)
@@ -63,7 +63,7 @@ class _HaloExchange(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, n = ctx.width, ctx.n
-        x, *saved = ctx.saved_tensors
+        x, *saved = ctx.saved_tensors or (None,)
         maps = [saved[0][0], saved[0][1], *saved[1:]] if saved else []     # one C × C map per kind of strip
         strips = _adjoint_maps(n, w, str(grad.device))
         lead = grad.shape[:-3]
@@ -77,14 +77,20 @@ class _HaloExchange(torch.autograd.Function):
             grads_of_maps = [torch.einsum("...cl,...dl->cd", gp.to(m.dtype), xp.to(m.dtype))
                              for m, gp, xp in zip(maps, parts, before)]
             g = torch.cat([torch.matmul(m.to(gp.dtype).T, gp) for m, gp in zip(maps, parts)] + [g[..., mapped:]], -1)
+        if not ctx.needs_input_grad[0]:                                     # data in: only the maps learn
+            return None, None, *_stacked(grads_of_maps)
         grad_x = grad[..., w:-w, w:-w].contiguous()
         grad_x_flat = grad_x.view(*lead, N_TILES * n * n)
         grad_x_flat.index_add_(-1, strips.sources, g.to(grad_x.dtype))
         corner = 0.5 * grad_flat.index_select(-1, strips.corner_positions)
         grad_x_flat.index_add_(-1, strips.corner_sources[0], corner).index_add_(-1, strips.corner_sources[1], corner)
-        grad_turn = None if not grads_of_maps else torch.stack(grads_of_maps[:2])
-        grad_straight = grads_of_maps[2] if len(grads_of_maps) > 2 else None
-        return grad_x, None, grad_turn, grad_straight
+        return grad_x, None, *_stacked(grads_of_maps)
+
+
+def _stacked(grads_of_maps: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The per-kind map gradients as those of ``(turn_maps (2, C, C), straight_map (C, C))``, None where absent."""
+    turn = torch.stack(grads_of_maps[:2]) if grads_of_maps else None
+    return turn, grads_of_maps[2] if len(grads_of_maps) > 2 else None
 
 
 class _StripMaps(NamedTuple):
